@@ -1,0 +1,43 @@
+# Usual verbs. Every target installs what it needs first, so each works from a clean clone.
+# On CPU machines torch==2.13.0 is installed explicitly before the package (an unpinned torch pulls a multi-GB CUDA
+# build); on a GPU machine run `make install TORCH="torch"` or install your CUDA torch first.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.trl-mig-installed
+export HF_HUB_OFFLINE := 1
+export HF_EVALUATE_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+
+.PHONY: install demo test bench lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) examples/score_mig_bench_answers.py --output-dir trl-mig-demo
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) benchmarks/run_all.py --output benchmarks/results.json
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info trl-mig-demo

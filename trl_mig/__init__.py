@@ -1,0 +1,48 @@
+"""trl-mig: multi-image grounding post-training for multimodal LLMs, on top of TRL.
+
+Implements https://huggingface.co/papers/2507.00748. This module stays lazy (PEP 562): `import trl_mig.rewards`
+loads neither torch, transformers nor trl; heavy names are imported on first attribute access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+
+__version__ = "0.1.0.dev0"
+
+# public name -> submodule that defines it; grows as trainers and models land
+_LAZY: dict[str, str] = {
+    "Frame": "trl_mig.geometry",
+    "box_iou": "trl_mig.geometry",
+    "frame_for_model": "trl_mig.geometry",
+    "parse_answer": "trl_mig.parsing",
+    "Prediction": "trl_mig.parsing",
+    "format_reward": "trl_mig.rewards",
+    "iou_reward": "trl_mig.rewards",
+    "iou_threshold_reward": "trl_mig.rewards",
+    "image_index_reward": "trl_mig.rewards",
+    "multi_box_iou_reward": "trl_mig.rewards",
+    "compute_grounding_metrics": "trl_mig.metrics",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .geometry import Frame, box_iou, frame_for_model
+    from .metrics import compute_grounding_metrics
+    from .parsing import Prediction, parse_answer
+    from .rewards import format_reward, image_index_reward, iou_reward, iou_threshold_reward, multi_box_iou_reward
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'trl_mig' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
