@@ -3,8 +3,9 @@
 Turns a parsed answer into canonical form for its row (declared frame, original and resized image sizes) and
 measures it against the gold, so that a reward and a metric can never disagree about the same completion.
 
-Which image a box is measured in (`scoring_image`): the target image when it is known; otherwise the image the
-answer names when it exists; otherwise image 0. Box-only scores (`acc@t`, the benchmarks' rule) compare with the gold
+Which image a box is converted in (`scoring_image`): the image the answer names, when the row has it (a box lies in
+the image it is named for, and the canonical form is relative to that image); otherwise the target image when it is
+known; otherwise image 0. Box-only scores (`acc@t`, the benchmarks' rule) compare with the gold
 box whatever image the answer names; image-aware scores (rewards, `strict_acc@t`) also require the right image, and
 an answer that names no image when the target is known counts as the wrong image.
 """
@@ -59,10 +60,10 @@ def _cached_resized(size: tuple[int, int], factor: int, min_pixels: int, max_pix
 
 def scoring_image(target: int, named: int | None, n_images: int | None) -> int:
     """Index of the image whose size converts the answer (see the module docstring); `n_images=None`: unknown."""
-    if target >= 0 and (n_images is None or target < n_images):
-        return target
     if named is not None and named >= 0 and (n_images is None or named < n_images):
         return named
+    if target >= 0 and (n_images is None or target < n_images):
+        return target
     return 0
 
 

@@ -1,0 +1,65 @@
+"""The wheel ships what a pip user needs: top-level builders and card templates mapped inside, the metric module."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    (path,) = out.glob("trl_mig-*.whl")
+    return path
+
+
+def test_wheel_contents(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for expected in (
+        "trl_mig/datasets_builders/__init__.py",
+        "trl_mig/hub_cards/__init__.py",
+        "trl_mig/metrics/grounding/grounding.py",
+        "trl_mig/metrics/grounding/README.md",
+        "trl_mig/rewards/__init__.py",
+        "trl_mig/geometry/frames.py",
+    ):
+        assert expected in names
+    assert not any(name.startswith(("tests/", "datasets_builders/", "hub_cards/", "benchmarks/")) for name in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "trl-mig = trl_mig.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_wheel_install_imports_and_loads_the_metric(wheel, tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)  # fmt: skip
+    code = (
+        "import trl_mig, trl_mig.datasets_builders, trl_mig.hub_cards, trl_mig.metrics; "
+        "assert trl_mig.__file__.startswith(%r), trl_mig.__file__; "
+        "m = trl_mig.metrics.load('grounding'); "
+        "print(m.compute(predictions=['[0, 0, 500, 500]'], references=[[[0, 0, 0.5, 0.5]]], frame='qwen2_vl')"
+        "['overall']['acc@0.5'])" % str(target)
+    )
+    env = {**os.environ, "PYTHONPATH": str(target), "HF_EVALUATE_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1.0"
+
+
+def test_console_script():
+    out = subprocess.run([sys.executable, "-m", "trl_mig.cli", "env"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("trl-mig: ")
+    assert "trl: 1.16" in out.stdout
