@@ -61,4 +61,6 @@ def target_image_for(record: Mapping[str, Any], position: int | None = None) -> 
         if index is not None and index >= 0:
             return index
         raise ValueError(f"{label} (group_grounding): `additional_info` names no image: {info!r}")
-    raise ValueError(f"{label}: unknown task {task!r}; known: {sorted([*FIXED_TARGET, 'diff', *STATED_IN_QUESTION, 'group_grounding'])}")
+    raise ValueError(
+        f"{label}: unknown task {task!r}; known: {sorted([*FIXED_TARGET, 'diff', *STATED_IN_QUESTION, 'group_grounding'])}"
+    )

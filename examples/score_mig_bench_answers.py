@@ -30,7 +30,11 @@ from trl_mig.scoring import FrameSpec, canonical_box, scoring_image
 
 
 PHOTO_SIZES = [(640, 480), (1024, 768), (1280, 720), (500, 375), (1920, 1080), (480, 640), (800, 800)]
-FAMILIES = {"qwen2_vl": "box tokens, 0-1000 grid", "qwen2_5_vl": "JSON, resized pixels", "qwen3_vl": "JSON, 0-1000 grid"}
+FAMILIES = {
+    "qwen2_vl": "box tokens, 0-1000 grid",
+    "qwen2_5_vl": "JSON, resized pixels",
+    "qwen3_vl": "JSON, 0-1000 grid",
+}
 
 
 def image_size(path: str) -> tuple[int, int]:
@@ -107,7 +111,9 @@ def main() -> None:
         if changed:
             repaired.append(i)
         sizes = [image_size(p) for p in rec["images"]]
-        records.append({"id": i, "task": rec["task"], "gold": gold, "target": target_image_for(rec, i), "sizes": sizes})
+        records.append(
+            {"id": i, "task": rec["task"], "gold": gold, "target": target_image_for(rec, i), "sizes": sizes}
+        )
     print(f"MIG-Bench: {len(records)} records, {len({r['task'] for r in records})} tasks, gold repaired: {repaired}")
 
     columns = {
@@ -117,7 +123,9 @@ def main() -> None:
         "tasks": [r["task"] for r in records],
     }
     results: dict = {"meta": {"annotations": str(args.annotations), "seed": args.seed, "repaired_gold": repaired}}
-    print(f"\n{'answers written as':<37}{'read as':<13}{'acc@0.5':>8}{'strict':>8}{'miou':>7}{'format':>8}{'reward':>8}")
+    print(
+        f"\n{'answers written as':<37}{'read as':<13}{'acc@0.5':>8}{'strict':>8}{'miou':>7}{'format':>8}{'reward':>8}"
+    )
     for family, description in FAMILIES.items():
         outputs = simulate(records, family, args.seed)
         rewards = iou_reward(outputs, solution=columns["references"], target_image=[[t] for t in columns["target_images"]],
@@ -126,7 +134,9 @@ def main() -> None:
         for declared in (family, "qwen2_5_vl" if family != "qwen2_5_vl" else "qwen3_vl"):
             metrics = compute_grounding_metrics(outputs, frame=declared, **columns)
             o = metrics["overall"]
-            mean_reward = sum(r for r in rewards if r is not None) / len(rewards) if declared == family else float("nan")
+            mean_reward = (
+                sum(r for r in rewards if r is not None) / len(rewards) if declared == family else float("nan")
+            )
             print(f"{family + ' (' + description + ')':<37}{declared:<13}{o['acc@0.5']:>8.3f}{o['strict_acc@0.5']:>8.3f}"
                   f"{o['miou']:>7.3f}{sum(formats) / len(formats):>8.3f}{mean_reward:>8.3f}")  # fmt: skip
             results[f"{family}/read_as_{declared}"] = metrics

@@ -13,7 +13,16 @@ from trl_mig.metrics import MIG_BENCH_TASKS, compute_grounding_metrics
 from trl_mig.rewards import IoUThresholdReward, iou_reward
 
 
-KEYS = {"acc@0.3", "acc@0.5", "acc@0.7", "strict_acc@0.5", "miou", "parse_fail_rate", "wrong_image_rate", "format_rate"}
+KEYS = {
+    "acc@0.3",
+    "acc@0.5",
+    "acc@0.7",
+    "strict_acc@0.5",
+    "miou",
+    "parse_fail_rate",
+    "wrong_image_rate",
+    "format_rate",
+}
 SIZES = [(640, 480), (800, 600)]
 
 
@@ -31,7 +40,9 @@ def _rows():
     gold = [0.2, 0.2, 0.6, 0.6]
     predictions = [
         _json_answer(gold, 2),  # right box, right image
-        _json_answer(gold, 1, SIZES[0]),  # right box in the wrong image (pixels of the image it names): box-only acc counts it, strict does not
+        _json_answer(
+            gold, 1, SIZES[0]
+        ),  # right box in the wrong image (pixels of the image it names): box-only acc counts it, strict does not
         _json_answer([0.2, 0.2, 0.6, 0.45], 2),  # IoU 0.625
         _json_answer([0.2, 0.2, 0.6, 0.35], 2),  # IoU 0.375
         "I am not sure.",  # unparsable

@@ -67,6 +67,8 @@ def test_scoring_example_runs(tmp_path):
         right = results[f"{family}/read_as_{family}"]
         assert right["overall"]["acc@0.5"] > 0.7, out.stdout
         assert len(right["tasks"]) == 10 and "mig_bench_avg_acc@0.5" in right
-        wrong = next(v for k, v in results.items() if k.startswith(f"{family}/read_as_") and k != f"{family}/read_as_{family}")
+        wrong = next(
+            v for k, v in results.items() if k.startswith(f"{family}/read_as_") and k != f"{family}/read_as_{family}"
+        )
         assert wrong["overall"]["acc@0.5"] < 0.3  # a wrongly declared frame is visibly wrong
         assert (tmp_path / f"gallery_{family}.png").stat().st_size > 0

@@ -48,10 +48,10 @@ def test_wheel_install_imports_and_loads_the_metric(wheel, tmp_path):
                    check=True, capture_output=True)  # fmt: skip
     code = (
         "import trl_mig, trl_mig.datasets_builders, trl_mig.hub_cards, trl_mig.metrics; "
-        "assert trl_mig.__file__.startswith(%r), trl_mig.__file__; "
+        f"assert trl_mig.__file__.startswith({str(target)!r}), trl_mig.__file__; "
         "m = trl_mig.metrics.load('grounding'); "
         "print(m.compute(predictions=['[0, 0, 500, 500]'], references=[[[0, 0, 0.5, 0.5]]], frame='qwen2_vl')"
-        "['overall']['acc@0.5'])" % str(target)
+        "['overall']['acc@0.5'])"
     )
     env = {**os.environ, "PYTHONPATH": str(target), "HF_EVALUATE_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)

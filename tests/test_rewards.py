@@ -17,7 +17,6 @@ from trl_mig.geometry import from_canonical
 from trl_mig.rewards import (
     REWARD_FUNCS,
     FormatReward,
-    ImageIndexReward,
     IoUReward,
     IoUThresholdReward,
     MultiBoxIoUReward,

@@ -41,6 +41,7 @@ def require(name: str, purpose: str) -> None:
     Example:
     ```python
     >>> require("json", "reading JSON")  # stdlib: present, returns quietly
+
     ```
     """
     module, extra = _EXTRAS.get(name, (name, None))

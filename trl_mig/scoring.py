@@ -17,7 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .geometry import DEFAULT_FACTOR, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Box, Frame, iou, match_boxes, to_canonical
+from .geometry import (
+    DEFAULT_FACTOR,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
+    Box,
+    Frame,
+    iou,
+    match_boxes,
+    to_canonical,
+)
 from .geometry.resize import resized_size
 from .parsing import Prediction, parse_answer
 

@@ -26,7 +26,9 @@ import numpy as np
 Box = tuple[float, float, float, float]
 
 
-def box_iou(boxes_a: np.ndarray | Sequence[Sequence[float]], boxes_b: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+def box_iou(
+    boxes_a: np.ndarray | Sequence[Sequence[float]], boxes_b: np.ndarray | Sequence[Sequence[float]]
+) -> np.ndarray:
     """IoU of every box in `boxes_a` with every box in `boxes_b`, vectorised.
 
     Args:

@@ -95,7 +95,11 @@ def score_rows(
     n = len(predictions)
     if len(references) != n:
         raise ValueError(f"got {n} predictions and {len(references)} references; pass one reference per prediction")
-    for name, column in (("target_images", target_images), ("image_sizes", image_sizes), ("resized_sizes", resized_sizes)):
+    for name, column in (
+        ("target_images", target_images),
+        ("image_sizes", image_sizes),
+        ("resized_sizes", resized_sizes),
+    ):
         if column is not None and len(column) != n:
             raise ValueError(f"`{name}` has {len(column)} entries for {n} predictions")
     spec = FrameSpec(frame, min_pixels, max_pixels, factor)

@@ -6,6 +6,7 @@ Load it offline by path with `trl_mig.metrics.load("grounding")`.
 
 import datasets
 import evaluate
+
 from trl_mig.metrics.core import compute_grounding_metrics
 
 
@@ -29,6 +30,7 @@ Returns:
     `dict` with `overall` (acc@0.3, acc@0.5, acc@0.7, strict_acc@0.5, miou, parse_fail_rate, wrong_image_rate,
     format_rate), `flags`, and with `tasks`: per-task values and `mig_bench_avg_acc@0.5`.
 Examples:
+    >>> import trl_mig.metrics
     >>> metric = trl_mig.metrics.load("grounding")
     >>> out = metric.compute(predictions=['{"image": 1, "bbox_2d": [0, 0, 500, 500]}'],
     ...                      references=[[[0.0, 0.0, 0.5, 0.5]]], target_images=[0], frame="qwen2_vl")
