@@ -19,6 +19,7 @@ becomes `-1`, which no target matches.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -174,17 +175,18 @@ def _text_images(region: str, spans: list[tuple[int, int]]) -> list[int | None]:
     mentions = [(m.start(), _mention_index(m)) for m in _MENTION_RE.finditer(region)]
     if not mentions:
         return [None] * len(spans)
-    bounds = [0] + [end for _, end in spans]
-    prefix_style = any(pos < spans[0][0] for pos, _ in mentions)
+    positions = [pos for pos, _ in mentions]  # sorted: bisect keeps this O((boxes + mentions) log mentions)
+    prefix_style = positions[0] < spans[0][0]
     images: list[int | None] = []
     for i, (start, end) in enumerate(spans):
-        if prefix_style:
-            before = [idx for pos, idx in mentions if bounds[i] <= pos < start]
-            images.append(before[-1] if before else None)
-        else:
+        if prefix_style:  # the last mention between the previous box and this one
+            j = bisect.bisect_left(positions, start) - 1
+            floor = spans[i - 1][1] if i else 0
+            images.append(mentions[j][1] if j >= 0 and positions[j] >= floor else None)
+        else:  # the first mention between this box and the next one
+            j = bisect.bisect_left(positions, end)
             stop = spans[i + 1][0] if i + 1 < len(spans) else len(region)
-            after = [idx for pos, idx in mentions if end <= pos < stop]
-            images.append(after[0] if after else None)
+            images.append(mentions[j][1] if j < len(positions) and positions[j] < stop else None)
     return images
 
 
@@ -194,12 +196,16 @@ def _parse_json_like(region: str) -> Prediction | None:
     spans: list[tuple[int, int]] = []
     explicit: list[bool] = []
     no_target = False
-    for match in _BBOX_KEY_RE.finditer(region):
+    matches = list(_BBOX_KEY_RE.finditer(region))
+    for k, match in enumerate(matches):
         inner = match.group(1).strip()
-        obj_start = region.rfind("{", spans[-1][1] if spans else 0, match.start())
-        obj_end = region.find("}", match.end())
+        # the enclosing object, searched only up to the next box key: linear in the answer length
+        prev_end = matches[k - 1].end() if k else 0
+        next_start = matches[k + 1].start() if k + 1 < len(matches) else len(region)
+        obj_start = region.rfind("{", prev_end, match.start())
+        obj_end = region.find("}", match.end(), next_start)
         lo = obj_start if obj_start >= 0 else match.start()
-        hi = obj_end if obj_end >= 0 else match.end()
+        hi = obj_end if obj_end >= 0 else next_start
         key = _IMAGE_KEY_RE.search(region, lo, hi)
         if not inner:
             # `[]` is "no target" only when the image is explicitly null/absent, never a parse failure in disguise

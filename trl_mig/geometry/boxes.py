@@ -86,6 +86,12 @@ def iou(box_a: Sequence[float], box_b: Sequence[float]) -> float:
     try:
         ax1, ay1, ax2, ay2 = (float(v) for v in box_a)
         bx1, by1, bx2, by2 = (float(v) for v in box_b)
+        # explicit: min/max keep or drop a NaN depending on argument order
+        finite = math.isfinite
+        if not (finite(ax1) and finite(ay1) and finite(ax2) and finite(ay2)):
+            return 0.0
+        if not (finite(bx1) and finite(by1) and finite(bx2) and finite(by2)):
+            return 0.0
         iw = min(ax2, bx2) - max(ax1, bx1)
         ih = min(ay2, by2) - max(ay1, by1)
         inter = (iw if iw > 0 else 0.0) * (ih if ih > 0 else 0.0)
