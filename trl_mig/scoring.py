@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from math import isfinite
 from typing import Any
 
 from .geometry import (
@@ -25,8 +26,8 @@ from .geometry import (
     Frame,
     iou,
     match_boxes,
-    to_canonical,
 )
+from .geometry.frames import frame_scale
 from .geometry.resize import resized_size
 from .parsing import Prediction, parse_answer
 
@@ -97,15 +98,24 @@ def canonical_box(
         if resized_sizes is not None and frame.needs_resized_size and image < len(resized_sizes):
             resized = tuple(resized_sizes[image])
         elif image_sizes is not None and image < len(image_sizes):
-            size = tuple(int(v) for v in image_sizes[image])
+            width, height = image_sizes[image]
+            size = (int(width), int(height))
             if frame.needs_resized_size:
                 resized = _cached_resized(size, spec.factor, spec.min_pixels, spec.max_pixels)
         else:
             return None
     try:
-        return to_canonical(box, frame, size, resized)
+        x1, y1, x2, y2 = map(float, box)
+        if frame is Frame.COCO_XYWH:
+            x2, y2 = x1 + x2, y1 + y2
+        sx, sy = frame_scale(frame, size, resized, spec.min_pixels, spec.max_pixels, spec.factor)
+        x1, y1, x2, y2 = x1 / sx, y1 / sy, x2 / sx, y2 / sy
     except (ValueError, TypeError, ZeroDivisionError, OverflowError):
         return None
+    if not (isfinite(x1) and isfinite(y1) and isfinite(x2) and isfinite(y2)):
+        return None  # box rule 2: a non-finite coordinate is invalid (clipping must not make it valid)
+    # box rule 4, inlined from `to_canonical(..., clip=True)`: this is the reward hot path
+    return (min(max(x1, 0.0), 1.0), min(max(y1, 0.0), 1.0), min(max(x2, 0.0), 1.0), min(max(y2, 0.0), 1.0))
 
 
 @dataclass(slots=True)

@@ -102,7 +102,7 @@ def frame_for_model(model_or_config: Any) -> Frame:
     )
 
 
-def _scale(
+def frame_scale(
     frame: Frame,
     image_size: Sequence[int] | None,
     resized: Sequence[int] | None,
@@ -110,7 +110,7 @@ def _scale(
     max_pixels: int,
     factor: int,
 ) -> tuple[float, float]:
-    """Width and height of the frame's coordinate space for one image."""
+    """Width and height of the frame's coordinate space for one image: canonical = frame / scale (xyxy)."""
     if frame is Frame.NORMALIZED:
         return 1.0, 1.0
     if frame in (Frame.QWEN2_VL, Frame.QWEN3_VL):
@@ -163,7 +163,7 @@ def to_canonical(
     frame = Frame.parse(frame)
     x1, y1, a, b = (float(v) for v in box)
     x2, y2 = (x1 + a, y1 + b) if frame is Frame.COCO_XYWH else (a, b)
-    sx, sy = _scale(frame, image_size, resized_size, min_pixels, max_pixels, factor)
+    sx, sy = frame_scale(frame, image_size, resized_size, min_pixels, max_pixels, factor)
     out = (x1 / sx, y1 / sy, x2 / sx, y2 / sy)
     if clip:
         out = tuple(_clip01(v) for v in out)
@@ -198,7 +198,7 @@ def from_canonical(
     """
     frame = Frame.parse(frame)
     x1, y1, x2, y2 = (float(v) for v in box)
-    sx, sy = _scale(frame, image_size, resized_size, min_pixels, max_pixels, factor)
+    sx, sy = frame_scale(frame, image_size, resized_size, min_pixels, max_pixels, factor)
     out: tuple[float, ...] = (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
     if frame is Frame.COCO_XYWH:
         out = (out[0], out[1], out[2] - out[0], out[3] - out[1])

@@ -41,7 +41,7 @@ def _row_label(i: int, ids: Sequence[Any]) -> str:
     return f"row {i} (id={ids[i]!r})" if ids[i] is not None else f"row {i}"
 
 
-def _gold_boxes(value: Any, label: str) -> list[tuple[float, float, float, float]] | None:
+def _gold_boxes(value: Any, i: int, ids: Sequence[Any]) -> list[tuple[float, float, float, float]] | None:
     if value is None:
         return None
     boxes = list(value)
@@ -49,24 +49,25 @@ def _gold_boxes(value: Any, label: str) -> list[tuple[float, float, float, float
         boxes = [boxes]  # a single flat box `[x1, y1, x2, y2]`
     out = []
     for box in boxes:
-        coords = tuple(float(v) for v in box)
-        if len(coords) != 4 or not all(math.isfinite(v) for v in coords):
+        coords = tuple(map(float, box))
+        # sum() is NaN or inf when any coordinate is (canonical boxes never come near overflow)
+        if len(coords) != 4 or not math.isfinite(sum(coords)):
             raise ValueError(
-                f"{label}: `solution` boxes must be four finite canonical coordinates, got {list(box)!r}; "
+                f"{_row_label(i, ids)}: `solution` boxes must be four finite canonical coordinates, got {list(box)!r}; "
                 "repair gold boxes at build time (trl_mig.geometry.repair_box)"
             )
         out.append(coords)
     return out
 
 
-def _targets(value: Any, n_gold: int, label: str) -> list[int]:
+def _targets(value: Any, n_gold: int, i: int, ids: Sequence[Any]) -> list[int]:
     if value is None:
         return [-1] * n_gold
     targets = [int(value)] if isinstance(value, (int, float)) else [int(v) for v in value]
     if len(targets) == 1 and n_gold > 1:
         targets = targets * n_gold
     if len(targets) != n_gold:
-        raise ValueError(f"{label}: `target_image` has {len(targets)} entries for {n_gold} gold boxes")
+        raise ValueError(f"{_row_label(i, ids)}: `target_image` has {len(targets)} entries for {n_gold} gold boxes")
     return targets
 
 
@@ -138,14 +139,13 @@ class GroundingReward:
         images = _column("images", kwargs.get("images"), n)
         ids = _column("id", kwargs.get("id"), n)
         for i in range(n):
-            label = _row_label(i, ids)
             spec = self.spec.with_frame(frames[i])
-            gold = _gold_boxes(solution[i], label)
-            targets = _targets(target_image[i], len(gold) if gold is not None else 0, label) if gold else []
+            gold = _gold_boxes(solution[i], i, ids)
+            targets = _targets(target_image[i], len(gold), i, ids) if gold else []
             sizes = image_sizes[i] if image_sizes[i] is not None else _sizes_from_images(images[i])
             if gold and spec.frame.needs_image_size and sizes is None and resized_sizes[i] is None:
                 raise ValueError(
-                    f"{label}: frame {spec.frame.value!r} needs the `image_sizes` column (original (width, height) "
+                    f"{_row_label(i, ids)}: frame {spec.frame.value!r} needs the `image_sizes` column (original (width, height) "
                     "per image) or `resized_sizes`; the MIG builders write `image_sizes`"
                 )
             yield Row(completions[i], gold, targets, spec, sizes, resized_sizes[i])
