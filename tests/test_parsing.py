@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import time
 from contextlib import contextmanager
@@ -10,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import trl_mig.parsing as parsing
 from trl_mig.parsing import Prediction, answer_region, completion_text, parse_answer, parse_image_reference
 
 
@@ -535,3 +538,18 @@ def test_many_json_boxes_parse_fast(text):
 def test_many_boxes_with_mentions_parse_fast():
     with _time_limit(TIME_BOUND_S):
         parse_answer("[1, 2, 3, 4] image 2 " * 20_000)
+
+
+@given(
+    image=st.integers(1, 12),
+    coords=st.lists(st.integers(-50, 5000) | st.floats(-10, 5000, allow_nan=False), min_size=4, max_size=4),
+    spaces=st.sampled_from(["", " ", "\n", "  "]),
+)
+def test_canonical_fast_path_agrees_with_the_general_parser(image, coords, spaces):
+    text = f'<answer>{spaces}{{"image": {image},{spaces}"bbox_2d": {json.dumps(coords)}}}{spaces}</answer>'
+    fast = parse_answer(text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parsing, "_CANONICAL_JSON_RE", re.compile(r"(?!)"))  # never matches: general parser only
+        general = parse_answer(text)
+    assert fast == general
+    assert fast is not None and fast.image == image - 1

@@ -34,6 +34,10 @@ _BBOX_KEY_RE = re.compile(r"""bbox(?:_2d)?["']?\s*+:\s*+\[([^\[\]]*+)\]""", re.I
 _IMAGE_KEY_RE = re.compile(
     r"""["']?\bimage(?:_index|_id)?["']?\s*+:\s*+(null|none|[-+]?\d++|"[^"]*+"|'[^']*+')""", re.IGNORECASE
 )
+_CANONICAL_JSON_RE = re.compile(
+    rf"""\s*+\{{\s*+"image"\s*+:\s*+([1-9]\d*+)\s*+,\s*+"bbox_2d"\s*+:\s*+\[\s*+({_NUM})\s*+,\s*+({_NUM})"""
+    rf"""\s*+,\s*+({_NUM})\s*+,\s*+({_NUM})\s*+\]\s*+\}}\s*+"""
+)
 _TUPLE_RE = re.compile(rf"\(\s*+({_NUM})\s*+,\s*+({_NUM})\s*+\)\s*+,?\s*+\(\s*+({_NUM})\s*+,\s*+({_NUM})\s*+\)")
 _LIST_RE = re.compile(rf"\[\s*+({_NUM})\s*+,\s*+({_NUM})\s*+,\s*+({_NUM})\s*+,\s*+({_NUM})\s*+\]")
 _ORDINALS = {
@@ -119,6 +123,10 @@ def answer_region(text: str) -> str | None:
 
     ```
     """
+    start = text.find("<answer>")  # str.find first: ~10x cheaper than the case-insensitive regex
+    if start >= 0:
+        stop = text.find("</answer>", start)
+        return text[start + 8 : stop if stop >= 0 else len(text)]
     match = _ANSWER_RE.search(text)
     if match:
         return match.group(1)
@@ -195,6 +203,11 @@ def _text_images(region: str, spans: list[tuple[int, int]]) -> list[int | None]:
 
 
 def _parse_json_like(region: str) -> Prediction | None:
+    # fast path: the one shape the templates ask for; anything else takes the general parser below
+    match = _CANONICAL_JSON_RE.fullmatch(region)
+    if match is not None:
+        image, *coords = match.groups()
+        return Prediction((tuple(map(float, coords)),), (int(image) - 1,), "json")  # type: ignore[arg-type]
     boxes: list[tuple[float, float, float, float]] = []
     images: list[int | None] = []
     spans: list[tuple[int, int]] = []

@@ -63,6 +63,9 @@ class FrameSpec:
         return FrameSpec(frame, self.min_pixels, self.max_pixels, self.factor)
 
 
+_SIZED_FRAMES = frozenset(f for f in Frame if f.needs_image_size)
+
+
 @functools.lru_cache(maxsize=65536)
 def _cached_resized(size: tuple[int, int], factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
     return resized_size(size, factor, min_pixels, max_pixels)
@@ -94,13 +97,13 @@ def canonical_box(
     """Convert one answer box for image `image` of a row to canonical form; `None` if it cannot be converted."""
     frame = spec.frame
     size = resized = None
-    if frame.needs_image_size:
-        if resized_sizes is not None and frame.needs_resized_size and image < len(resized_sizes):
+    if frame in _SIZED_FRAMES:  # set lookups: Enum properties cost ~0.4 us each on this hot path
+        if resized_sizes is not None and frame is Frame.QWEN2_5_VL and image < len(resized_sizes):
             resized = tuple(resized_sizes[image])
         elif image_sizes is not None and image < len(image_sizes):
             width, height = image_sizes[image]
             size = (int(width), int(height))
-            if frame.needs_resized_size:
+            if frame is Frame.QWEN2_5_VL:
                 resized = _cached_resized(size, spec.factor, spec.min_pixels, spec.max_pixels)
         else:
             return None
