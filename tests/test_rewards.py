@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 import pickle
 import subprocess
 import sys
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -137,7 +138,8 @@ class TestRewardContract:
         assert reward(messages, **_columns(2)) == expected
         assert reward(parts, **_columns(2)) == expected
 
-    @given(st.lists(st.text(max_size=300), min_size=1, max_size=8))
+    @settings(max_examples=200)  # ~3,000 generated strings per reward
+    @given(st.lists(st.text(max_size=300), min_size=1, max_size=30))
     def test_never_raises_on_generated_garbage(self, reward, none_when_unlabeled, texts):
         out = reward(texts, **_columns(len(texts)))
         assert all(v is None or 0.0 <= v <= 1.0 for v in out)
@@ -310,3 +312,11 @@ class TestMultiBox:
         out = reward([no_target, "[0, 0, 1, 1]", no_target, "junk"], solution=[[], [], [[0, 0, 1, 1]], []],
                      target_image=[[], [], [0], []])  # fmt: skip
         assert out == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_optional_dependencies_name_their_extra():
+    from trl_mig.import_utils import is_pycocotools_available, require
+
+    assert isinstance(is_pycocotools_available(), bool)
+    with pytest.raises(ImportError, match=r"pip install 'trl-mig\[vllm\]'"):
+        require("vllm", "fast generation") if not importlib.util.find_spec("vllm") else pytest.skip("vllm installed")
