@@ -1,18 +1,41 @@
-"""MIG-Bench: where each record's target image is, per task (the rules of `data/mig_bench/README.md`).
+"""MIG-Bench -> schema rows (parquet + card): `trl-mig build mig_bench --image-root DIR --output-dir OUT`.
 
-The full builder (parquet + card) grows here; this module already owns the per-task target-image rule, which the
-benchmark file never states as a field.
+The annotation file (MIT) ships in the wheel and is the default `--annotations`; images are downloaded separately
+(see the benchmark's README) and found under `--image-root`, the folder that contains `MIG-Bench/`.
+
+What the builder does to each record (`id` = its position in the official file):
+- target image per task (`target_image_for`): the file never states it as a field;
+- gold box repaired once if inverted or beyond the image (seven records: 7, 34, 105, 126, 163, 512, 703), counted;
+- question: Qwen markup (`<|object_ref_start|>`, `<|object_ref_end|>`) stripped and counted; reference boxes
+  (`<|box_start|>(x1,y1),(x2,y2)<|box_end|>`, 0-1000 grid, in image 0) converted to canonical
+  `<box image="0">[...]</box>`; the per-model answer-format instruction is not stored (templates render it);
+- strict: a missing or unreadable image is an error naming the record and the path, and nothing is written.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import re
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from trl_mig.geometry import repair_box, to_canonical
 from trl_mig.parsing import parse_image_reference
+from trl_mig.schema import features, format_box_tag, validate_row
+
+from .writer import count_by, render_dataset_card, write_dataset
+
+
+logger = logging.getLogger(__name__)
+
+NAME = "mig_bench"
+_MARKUP_RE = re.compile(r"<\|object_ref_(?:start|end)\|>")
+_REF_BOX_RE = re.compile(r"<\|box_start\|>\s*\((\d+),\s*(\d+)\)\s*,\s*\((\d+),\s*(\d+)\)\s*<\|box_end\|>")
 
 
 #: tasks whose target is always the same image (0-based): `region` asks for the source image, the pair tasks for
@@ -64,3 +87,145 @@ def target_image_for(record: Mapping[str, Any], position: int | None = None) -> 
     raise ValueError(
         f"{label}: unknown task {task!r}; known: {sorted([*FIXED_TARGET, 'diff', *STATED_IN_QUESTION, 'group_grounding'])}"
     )
+
+
+@dataclass
+class BuildArguments:
+    """Arguments of `trl-mig build mig_bench`."""
+
+    image_root: str = field(
+        metadata={
+            "help": "Folder that contains `MIG-Bench/` (the image paths in the annotation file are relative to it)."
+        }
+    )
+    output_dir: str = field(default="mig_bench", metadata={"help": "Where to write README.md + data/*.parquet."})
+    annotations: str | None = field(
+        default=None, metadata={"help": "MIG_data.json; defaults to the copy shipped with trl-mig (MIT)."}
+    )
+    split: str = field(default="train", metadata={"help": "Split name of the single split MIG-Bench has."})
+    strict: bool = field(
+        default=True,
+        metadata={"help": "Stop at the first missing or unreadable image (benchmarks are strict by default)."},
+    )
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir."})
+    limit: int | None = field(default=None, metadata={"help": "Build only the first N records (smoke tests)."})
+
+
+def convert_question(question: str) -> tuple[str, int, int]:
+    """Strip Qwen markup and turn 0-1000 reference boxes (in image 0) into canonical box tags.
+
+    Returns the question and how many markup tokens and reference boxes were converted.
+
+    Example:
+    ```python
+    >>> convert_question("marked (<|box_start|>(451,265),(519,388)<|box_end|>). Find <|object_ref_start|>it<|object_ref_end|>")
+    ('marked (<box image="0">[0.451,0.265,0.519,0.388]</box>). Find it', 2, 1)
+
+    ```
+    """
+    text, n_markup = _MARKUP_RE.subn("", question)
+
+    def _box(match: re.Match) -> str:
+        canonical = to_canonical([int(v) for v in match.groups()], "qwen2_vl")
+        return format_box_tag(repair_box(canonical)[0], 0)
+
+    text, n_boxes = _REF_BOX_RE.subn(_box, text)
+    return text, n_markup, n_boxes
+
+
+class BadRecordError(ValueError):
+    """A record that cannot be converted; `reason` is the short label counted in the card."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _read_image(root: Path, relative: str, position: int) -> tuple[dict[str, Any], tuple[int, int]]:
+    from PIL import Image, UnidentifiedImageError
+
+    path = root / relative.removeprefix("./")
+    try:
+        data = path.read_bytes()
+        with Image.open(path) as image:
+            size = image.size
+            image.verify()  # catches truncated files that open() alone accepts
+    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+        reason = "missing image" if not path.exists() else "unreadable image"
+        raise BadRecordError(f"MIG-Bench record {position}: {reason} {path} ({exc})", reason) from exc
+    return {"bytes": data, "path": relative.removeprefix("./")}, size
+
+
+def convert_record(
+    record: Mapping[str, Any], position: int, image_root: Path
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """One annotation record -> one schema row, plus counters (repairs, markup, reference boxes)."""
+    images, sizes = [], []
+    for relative in record["images"]:
+        image, size = _read_image(image_root, relative, position)
+        images.append(image)
+        sizes.append(list(size))
+    gold, repaired = repair_box(record["answer"])
+    question, n_markup, n_boxes = convert_question(record["question"])
+    row = {
+        "id": str(position),
+        "images": images,
+        "question": question.strip(),
+        "solution": [list(gold)],
+        "target_image": [target_image_for(record, position)],
+        "image_sizes": sizes,
+        "task": record["task"],
+        "source": NAME,
+    }
+    validate_row(row)
+    return row, {"repaired": int(repaired), "markup_stripped": n_markup, "reference_boxes": n_boxes}
+
+
+def build(args: BuildArguments) -> dict[str, Any]:
+    """Convert the annotation file; write parquet + card atomically. Returns what was written."""
+    annotations = Path(args.annotations) if args.annotations else default_annotations()
+    records = json.loads(annotations.read_text())
+    if args.limit is not None:
+        records = records[: args.limit]
+    root = Path(args.image_root)
+    rows, repairs, skipped, totals = [], [], Counter(), Counter()
+    for position, record in enumerate(records):
+        try:
+            row, counts = convert_record(record, position, root)
+        except BadRecordError as exc:
+            if args.strict:
+                raise
+            skipped[exc.reason] += 1
+            logger.warning("skipping: %s", exc)
+            continue
+        rows.append(row)
+        totals.update(counts)
+        if counts["repaired"]:
+            repairs.append(position)
+    card = render_dataset_card(
+        pretty_name="MIG-Bench (trl-mig schema)",
+        description=(
+            "MIG-Bench, the multi-image grounding benchmark of Migician (https://huggingface.co/papers/2501.05767), "
+            "converted to trl-mig's model-agnostic schema: canonical gold boxes, the target image of each question, "
+            "and the images. Scored with Acc@0.5 per task; the headline is the plain mean of the ten tasks."
+        ),
+        builder=NAME,
+        split_rows={args.split: len(rows)},
+        license="mit",
+        task_rows=count_by(rows, "task"),
+        repairs=repairs,
+        skipped=dict(skipped),
+        extra_stats={
+            "Qwen markup tokens stripped from questions": totals["markup_stripped"],
+            "reference boxes converted to canonical tags": totals["reference_boxes"],
+            "records in the annotation file": len(records),
+            "diff rows (target image unknown, -1)": sum(r["target_image"] == [-1] for r in rows),
+        },
+        source_note=(
+            "Annotations: Migician's `eval/MIG-Bench/MIG_data.json` (MIT). Images keep their own licences and are "
+            "embedded from the user's download."
+        ),
+        metadata={"repaired_gold_ids": repairs, "strict": args.strict},
+    )
+    counts = write_dataset({args.split: rows}, args.output_dir, features(), card, overwrite=args.overwrite)
+    return {"output_dir": str(args.output_dir), "rows": counts, "repaired": repairs, "skipped": dict(skipped)}
