@@ -35,6 +35,10 @@ def test_wheel_contents(wheel):
         "trl_mig/metrics/grounding/README.md",
         "trl_mig/rewards/__init__.py",
         "trl_mig/geometry/frames.py",
+        "trl_mig/datasets_builders/mig_bench.py",
+        "trl_mig/hub_cards/dataset_card.md.j2",
+        "trl_mig/data/mig_bench/MIG_data.json",
+        "trl_mig/data/mig_bench/LICENSE",
     ):
         assert expected in names
     assert not any(name.startswith(("tests/", "datasets_builders/", "hub_cards/", "benchmarks/")) for name in names)
@@ -49,6 +53,8 @@ def test_wheel_install_imports_and_loads_the_metric(wheel, tmp_path):
     code = (
         "import trl_mig, trl_mig.datasets_builders, trl_mig.hub_cards, trl_mig.metrics; "
         f"assert trl_mig.__file__.startswith({str(target)!r}), trl_mig.__file__; "
+        "from trl_mig.datasets_builders.mig_bench import default_annotations; "
+        f"assert default_annotations().is_file() and str(default_annotations()).startswith({str(target)!r}); "
         "m = trl_mig.metrics.load('grounding'); "
         "print(m.compute(predictions=['[0, 0, 500, 500]'], references=[[[0, 0, 0.5, 0.5]]], frame='qwen2_vl')"
         "['overall']['acc@0.5'])"
