@@ -41,6 +41,11 @@ def test_wheel_contents(wheel):
         "trl_mig/data/mig_bench/LICENSE",
     ):
         assert expected in names
+    # every package of the source tree ships (the package list in pyproject.toml is explicit)
+    for init in (ROOT / "trl_mig").rglob("__init__.py"):
+        assert init.relative_to(ROOT).as_posix() in names, f"{init} is missing from the wheel: add it to pyproject"
+    for init in (ROOT / "datasets_builders").rglob("__init__.py"):
+        assert "trl_mig/" + init.relative_to(ROOT).as_posix() in names
     assert not any(name.startswith(("tests/", "datasets_builders/", "hub_cards/", "benchmarks/")) for name in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "trl-mig = trl_mig.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

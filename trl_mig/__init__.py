@@ -25,6 +25,16 @@ _LAZY: dict[str, str] = {
     "image_index_reward": "trl_mig.rewards",
     "multi_box_iou_reward": "trl_mig.rewards",
     "compute_grounding_metrics": "trl_mig.metrics",
+    "get_template": "trl_mig.templates",
+    "render_prompt": "trl_mig.templates",
+    "render_completion": "trl_mig.templates",
+    "render_answer": "trl_mig.templates",
+    "render_dataset": "trl_mig.templates",
+    "render_info": "trl_mig.templates",
+    "RenderInfo": "trl_mig.templates",
+    # importing trl_mig.models registers these processor classes with AutoProcessor
+    "MIGQwen2_5_VLProcessor": "trl_mig.models",
+    "MIGQwen2VLProcessor": "trl_mig.models",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -34,6 +44,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .metrics import compute_grounding_metrics
     from .parsing import Prediction, parse_answer
     from .rewards import format_reward, image_index_reward, iou_reward, iou_threshold_reward, multi_box_iou_reward
+    from .templates import (
+        RenderInfo,
+        get_template,
+        render_answer,
+        render_completion,
+        render_dataset,
+        render_info,
+        render_prompt,
+    )
 
 
 def __getattr__(name: str) -> Any:
