@@ -1,0 +1,204 @@
+"""Generator settings, the sample every task returns, and the random draws the tasks share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from PIL import Image
+
+from .scene import (
+    COLOURS,
+    SHAPES,
+    SIZES,
+    TEXTURES,
+    ObjectSpec,
+    Scene,
+    choose_background,
+    place_objects,
+    render_scene,
+)
+from .text import canonical_box, matches
+
+
+IDENTITY = ("shape", "colour", "texture")
+_VALUES = {"shape": SHAPES, "colour": tuple(COLOURS), "texture": TEXTURES, "size": SIZES}
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """What the generator draws. Sides in pixels; fractions of an image's shorter side.
+
+    Args:
+        image_min_side (`int`, *optional*, defaults to `112`): smallest image side.
+        image_max_side (`int`, *optional*, defaults to `224`): largest image side.
+        max_aspect_ratio (`float`, *optional*, defaults to `2.0`): largest long/short side ratio of an image.
+        min_images (`int`, *optional*, defaults to `3`): fewest images of `common_object` and `group_grounding`.
+        max_images (`int`, *optional*, defaults to `5`): most images of `common_object`, `group_grounding` and
+            `multi_view` (`diff` and `refer_grounding` always have 2, `single` 1).
+        max_objects (`int`, *optional*, defaults to `5`): most objects per image, target included (objects that do
+            not fit are dropped).
+        min_object_frac (`float`, *optional*, defaults to `0.08`): every object's box sides are at least this
+            fraction of its image's shorter side.
+        texture_prob (`float`, *optional*, defaults to `0.4`): probability that an object is striped or dotted.
+    """
+
+    image_min_side: int = 112
+    image_max_side: int = 224
+    max_aspect_ratio: float = 2.0
+    min_images: int = 3
+    max_images: int = 5
+    max_objects: int = 5
+    min_object_frac: float = 0.08
+    texture_prob: float = 0.4
+
+    def __post_init__(self):
+        if not 48 <= self.image_min_side <= self.image_max_side:
+            raise ValueError(
+                f"image sides must satisfy 48 <= image_min_side <= image_max_side; got {self.image_min_side} and "
+                f"{self.image_max_side}"
+            )
+        if self.max_aspect_ratio < 1:
+            raise ValueError(f"max_aspect_ratio must be >= 1, got {self.max_aspect_ratio}")
+        if not 2 <= self.min_images <= self.max_images <= 10:
+            raise ValueError(
+                f"image counts must satisfy 2 <= min_images <= max_images <= 10; got {self.min_images} and "
+                f"{self.max_images}"
+            )
+        if not 2 <= self.max_objects <= 8:
+            raise ValueError(f"max_objects must be in [2, 8], got {self.max_objects}")
+        if not 0 < self.min_object_frac <= 0.2:
+            raise ValueError(f"min_object_frac must be in (0, 0.2], got {self.min_object_frac}")
+        if not 0 <= self.texture_prob <= 1:
+            raise ValueError(f"texture_prob must be in [0, 1], got {self.texture_prob}")
+
+
+@dataclass
+class TaskSample:
+    """One generated question with everything it was made from.
+
+    `boxes[i][k]` is the canonical box of object `k` of image `i`; the answer is
+    `boxes[target_image][target_object]`. `reference` is the `(image, object)` whose box the question quotes;
+    `info` holds task-specific ground truth: `attributes` the description names (`single`, `group_grounding`),
+    `change` (`diff`: `"added"`, `"changed"` or `"moved"`).
+    """
+
+    task: str
+    scenes: list[Scene]
+    images: list[Image.Image]
+    boxes: list[list[list[float]]]
+    question: str
+    reasoning: str
+    target_image: int
+    target_object: int
+    reference: tuple[int, int] | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def solution(self) -> list[float]:
+        return self.boxes[self.target_image][self.target_object]
+
+
+def render(scenes: list[Scene]) -> tuple[list[Image.Image], list[list[list[float]]]]:
+    """Images and canonical object boxes of `scenes`."""
+    images, boxes = [], []
+    for scene in scenes:
+        image, pixel_boxes = render_scene(scene)
+        images.append(image)
+        boxes.append([canonical_box(b, scene.width, scene.height) for b in pixel_boxes])
+    return images, boxes
+
+
+def sample_size(rng: np.random.Generator, cfg: GeneratorConfig) -> tuple[int, int]:
+    """A random `(width, height)` within the configured sides and aspect ratio."""
+    width, height = (int(v) for v in rng.integers(cfg.image_min_side, cfg.image_max_side + 1, size=2))
+    if max(width, height) > cfg.max_aspect_ratio * min(width, height):
+        if width > height:
+            width = int(cfg.max_aspect_ratio * height)
+        else:
+            height = int(cfg.max_aspect_ratio * width)
+    return width, height
+
+
+def random_value(rng: np.random.Generator, cfg: GeneratorConfig, attribute: str, other_than: str | None = None) -> str:
+    if attribute == "texture":
+        p = np.asarray([1 - cfg.texture_prob, cfg.texture_prob / 2, cfg.texture_prob / 2])
+        values = list(TEXTURES)
+    else:
+        values = list(_VALUES[attribute])
+        p = np.full(len(values), 1 / len(values))
+    if other_than is not None:
+        keep = [v != other_than for v in values]
+        values, p = [v for v, k in zip(values, keep) if k], p[keep]
+        if p.sum() == 0:  # texture_prob 0 and a plain object asked to change texture: any other texture
+            p = np.ones(len(values))
+        p = p / p.sum()
+    return str(values[rng.choice(len(values), p=p)])
+
+
+def random_object(rng: np.random.Generator, cfg: GeneratorConfig) -> ObjectSpec:
+    """An unplaced object with random shape, colour, texture and size class."""
+    return ObjectSpec(**{a: random_value(rng, cfg, a) for a in ("shape", "colour", "texture", "size")})
+
+
+def random_size(rng: np.random.Generator, obj: ObjectSpec) -> ObjectSpec:
+    return replace(obj, size=str(rng.choice(SIZES)))
+
+
+def changeable(cfg: GeneratorConfig, attributes) -> list[str]:
+    """The attributes a variation may change: texture only when textures are drawn at all."""
+    return [a for a in attributes if a != "texture" or cfg.texture_prob > 0]
+
+
+def near_miss(rng: np.random.Generator, cfg: GeneratorConfig, target: ObjectSpec, attributes) -> ObjectSpec:
+    """`target` with exactly one of `attributes` changed (and a random size class unless size is among them)."""
+    changed = str(rng.choice(changeable(cfg, attributes)))
+    obj = replace(target, **{changed: random_value(rng, cfg, changed, other_than=getattr(target, changed))})
+    return obj if "size" in attributes else random_size(rng, obj)
+
+
+def distractor(
+    rng: np.random.Generator, cfg: GeneratorConfig, target: ObjectSpec, attributes, near_p: float = 0.5
+) -> ObjectSpec:
+    """An object that does not fit `target` restricted to `attributes`: a near miss with probability `near_p`."""
+    if rng.random() < near_p:
+        return near_miss(rng, cfg, target, attributes)
+    while True:
+        obj = random_object(rng, cfg)
+        if not matches(obj, target, attributes):
+            return obj
+
+
+def choose_attributes(rng: np.random.Generator, cfg: GeneratorConfig, target: ObjectSpec) -> tuple[str, ...]:
+    """Which attributes a description of `target` names: always its shape, usually its colour."""
+    chosen = {"shape"}
+    if rng.random() < 0.85:
+        chosen.add("colour")
+    if rng.random() < (0.6 if target.texture != "plain" else 0.2) and cfg.texture_prob > 0:
+        chosen.add("texture")
+    if rng.random() < 0.3:
+        chosen.add("size")
+    return tuple(a for a in ("size", "colour", "texture", "shape") if a in chosen)
+
+
+def layout(
+    rng: np.random.Generator,
+    cfg: GeneratorConfig,
+    size: tuple[int, int],
+    required: list[ObjectSpec],
+    optional: list[ObjectSpec] = (),
+) -> list[ObjectSpec]:
+    """Placed objects of one image: all of `required` (first, in order), then those of `optional` that fit."""
+    placed, extra = place_objects(rng, *size, required, optional, min_object_frac=cfg.min_object_frac)
+    return placed + extra
+
+
+def make_scene(rng: np.random.Generator, size: tuple[int, int], objects: list[ObjectSpec]) -> Scene:
+    """A scene of placed `objects` on a background that keeps a colour margin from them."""
+    background = choose_background(rng, tuple(objects))
+    return Scene(size[0], size[1], background, tuple(objects))
+
+
+def n_distractors(rng: np.random.Generator, cfg: GeneratorConfig, required: int = 1) -> int:
+    """How many distractors to draw beside `required` objects (at least one, at most up to `max_objects`)."""
+    return int(rng.integers(1, max(2, cfg.max_objects - required + 1)))
