@@ -68,7 +68,7 @@ class BuildArguments:
     num_workers: int = field(default=1, metadata={"help": "Processes generating rows (the rows do not depend on it)."})
     png_compress_level: int = field(
         default=1,
-        metadata={"help": "PNG compression of the images, 0-9: 1 writes about 4x faster than 6 for ~20% more bytes."},
+        metadata={"help": "PNG compression of the images, 0-9: 1 writes about 4x faster than 6 for ~20%% more bytes."},
     )
     shard_rows: int = field(default=DEFAULT_SHARD_ROWS, metadata={"help": "Rows per parquet file."})
     repo_id: str = field(
