@@ -29,6 +29,7 @@ _LAZY: dict[str, str] = {
     "MIGGRPOTrainer": "trl_mig.trainers",
     "MIGSFTConfig": "trl_mig.trainers",
     "MIGSFTTrainer": "trl_mig.trainers",
+    "merge_adapter": "trl_mig.trainers",
     "get_template": "trl_mig.templates",
     "render_prompt": "trl_mig.templates",
     "render_completion": "trl_mig.templates",

@@ -66,7 +66,10 @@ def append_mig_section(
         trainer=trainer,
         frame=frame.value,
         frame_description=_FRAME_TEXT[frame],
-        settings={k: v for k, v in settings.items() if v is not None},
+        # a "|" inside a value would split the Markdown table row
+        settings={
+            str(k).replace("|", "\\|"): str(v).replace("|", "\\|") for k, v in settings.items() if v is not None
+        },
         answer_format=answer_format,
     )
     path = Path(readme)
