@@ -379,7 +379,7 @@ def test_render_dataset_adds_columns_and_keeps_the_others():
     dataset = _dataset()
     dataset.info.description = "a test set"
     rendered = render_dataset(dataset, "mig_think_v1", "qwen2_5_vl", max_pixels=12_845_056)
-    assert rendered.column_names == [*dataset.column_names, "frame", "prompt", "completion"]
+    assert rendered.column_names == [*dataset.column_names, "frame", "resized_sizes", "prompt", "completion"]
     for column in dataset.column_names:
         if column != "images":
             assert rendered[column] == dataset[column], column
@@ -454,3 +454,29 @@ def test_rendered_rows_work_with_trl_formats():
         text = jinja2.Template(template).render(messages=prompt + completion, add_generation_prompt=False)
         assert text.count("<|image_pad|>") == len(row["images"])
         assert "<box" not in text and text.rstrip().endswith("</answer><|im_end|>")
+
+
+def test_render_dataset_adds_resized_sizes_so_plain_rewards_score_exactly():
+    from datasets import Dataset
+
+    from trl_mig.geometry import resized_size
+    from trl_mig.rewards import iou_reward
+
+    sizes = [[800, 600], [333, 1000]]
+    rows = [
+        {"id": "a", "images": [None, None], "question": "Find it.", "solution": [[0.2, 0.3, 0.6, 0.7]],
+         "target_image": [1], "image_sizes": sizes, "task": "t", "source": "s", "reasoning": "It is there."}
+    ]  # fmt: skip
+    data = {k: [r[k] for r in rows] for k in rows[0] if k != "images"}
+    ds = Dataset.from_dict(data)
+    limits = {"min_pixels": 56 * 56, "max_pixels": 112 * 112}  # a small processor, as the tiny models use
+    rendered = render_dataset(ds, "mig-think-v1", "qwen2_5_vl", **limits)
+    assert rendered[0]["resized_sizes"] == [list(resized_size(s, 28, **limits)) for s in sizes]
+    completion = rendered[0]["completion"][0]["content"][0]["text"]
+    # the default reward knows nothing of these limits: the column makes it exact anyway
+    cols = {k: rendered[k] for k in ("solution", "target_image", "image_sizes", "resized_sizes", "frame")}
+    assert iou_reward([completion], **cols)[0] == pytest.approx(1.0, abs=0.05)
+    without = {k: v for k, v in cols.items() if k != "resized_sizes"}
+    assert iou_reward([completion], **without)[0] < 0.9
+    # a grid frame needs no sizes: no column
+    assert "resized_sizes" not in render_dataset(ds, "mig-think-v1", "qwen2_vl").column_names

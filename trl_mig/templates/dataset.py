@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from ..geometry import Frame
+from ..geometry import Frame, resized_size
 from .registry import PromptTemplate, check_syntax, get_template
 from .render import _limits, render_completion, render_prompt, resolve_frame
 
@@ -99,6 +99,7 @@ class _RowRenderer:
 
     def __init__(self, info: RenderInfo, template: PromptTemplate, columns: Sequence[str]) -> None:
         self.info, self.template, self.columns = info, template, tuple(columns)
+        self.add_resized_sizes = Frame.parse(info.frame).needs_resized_size and "resized_sizes" not in self.columns
 
     def __call__(self, *values: Any) -> dict[str, Any]:
         row = dict(zip(self.columns, values))
@@ -106,6 +107,12 @@ class _RowRenderer:
         kwargs = {"min_pixels": info.min_pixels, "max_pixels": info.max_pixels, "factor": info.factor}
         kwargs["answer_syntax"] = info.answer_syntax
         out: dict[str, Any] = {"frame": info.frame}
+        if self.add_resized_sizes:
+            # the sizes the prompt stated, as a column: rewards then score exactly under plain TRL too, whatever
+            # pixel limits the processor uses (MIGGRPOTrainer replaces them with the processor's real output)
+            out["resized_sizes"] = [
+                list(resized_size(size, info.factor, info.min_pixels, info.max_pixels)) for size in row["image_sizes"]
+            ]
         out["prompt"] = render_prompt(
             row, self.template, info.frame, multi_target=info.multi_target, system_prompt=info.system_prompt, **kwargs
         )
@@ -141,7 +148,11 @@ def render_dataset(
     system_prompt: str | None = None,
     num_proc: int | None = None,
 ) -> Any:
-    """Add `prompt` (+ `completion`) and `frame` columns to a schema dataset for one model, with `Dataset.map`.
+    """Add `prompt` (+ `completion`), `frame` (+ `resized_sizes`) columns to a schema dataset for one model.
+
+    For `qwen2_5_vl`, `resized_sizes` holds each image's size after `smart_resize` with the given limits (what the
+    prompt states), unless the set already has that column: `trl_mig.rewards` read it, so scoring is exact under
+    plain TRL trainers whatever limits the processor uses.
 
     Every schema column is kept (rewards read `solution`, `target_image`, `image_sizes`, `frame`), images are never
     decoded, and the `RenderInfo` is stored in `info.description` (read it with `render_info`).
@@ -201,6 +212,10 @@ def render_dataset(
         from datasets import Value
 
         features["frame"] = Value("string")
+        if frame.needs_resized_size and "resized_sizes" not in columns:
+            from datasets import List
+
+            features["resized_sizes"] = List(List(Value("int32")))
         features["prompt"] = _message_feature()
         if with_completion:
             features["completion"] = _message_feature()
