@@ -51,11 +51,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..geometry import Frame, iou, to_canonical
+from ..geometry import iou
 from ..parsing import Prediction, completion_text, parse_answer
 from ..rewards.base import GroundingReward
 from ..rewards.format import FormatReward
-from ..scoring import FrameSpec, score_single, scoring_image
+from ..scoring import FrameSpec, canonical_box, score_single, scoring_image
 
 
 __all__ = [
@@ -112,35 +112,6 @@ class CompletionScore:
     box: tuple[float, float, float, float] | None
     image: int | None
     format_ok: bool
-
-
-def _raw_canonical(
-    box: Sequence[float],
-    image: int,
-    spec: FrameSpec,
-    image_sizes: Sequence[Sequence[int]] | None,
-    resized_sizes: Sequence[Sequence[int]] | None,
-) -> tuple[float, ...] | None:
-    """The box in canonical units *without* clipping (`None` when it cannot be converted).
-
-    Picks sizes exactly as `trl_mig.scoring.canonical_box` does (the processor's resized size for `qwen2_5_vl` when
-    known, else the original size); only the clipping is skipped, since bounds are what is being judged.
-    """
-    size = resized = None
-    if spec.frame.needs_image_size:
-        if resized_sizes is not None and spec.frame is Frame.QWEN2_5_VL and image < len(resized_sizes):
-            resized = tuple(resized_sizes[image])
-        elif image_sizes is not None and image < len(image_sizes):
-            size = tuple(image_sizes[image])
-        else:
-            return None
-    try:
-        return to_canonical(
-            box, spec.frame, size, resized, clip=False,
-            min_pixels=spec.min_pixels, max_pixels=spec.max_pixels, factor=spec.factor,
-        )  # fmt: skip
-    except (ValueError, TypeError, ZeroDivisionError, OverflowError):
-        return None
 
 
 def classify(
@@ -202,7 +173,7 @@ def classify(
         return "correct", outcome.iou, True, box, where
     if outcome.right_image is False:
         return "wrong_image", outcome.iou, False, box, where
-    raw = _raw_canonical(prediction.box, where, spec, image_sizes, resized_sizes)
+    raw = canonical_box(prediction.box, where, spec, image_sizes, resized_sizes, clip=False)
     if box is None or raw is None or not all(math.isfinite(v) for v in raw) or raw[2] <= raw[0] or raw[3] <= raw[1]:
         return "invalid_box", outcome.iou, False, box, where
     if iou(box, _WHOLE_IMAGE) >= WHOLE_IMAGE_AREA:
