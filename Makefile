@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export HF_EVALUATE_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install demo test bench lint format clean
+.PHONY: install demo test bench lint format clean two-process
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(PY) examples/score_mig_bench_answers.py --output-dir trl-mig-demo
+	$(VENV)/bin/trl-mig demo --output_dir trl-mig-demo
+
+# the tiny recipes under `accelerate launch` with two CPU processes (a real gloo group; asserts world_size == 2)
+two-process: install
+	PYTHON=$(PY) bash examples/two_process.sh
 
 test: install
 	$(PY) -m pytest
@@ -40,4 +44,4 @@ format: install
 	$(PY) -m ruff format .
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info trl-mig-demo
+	rm -rf $(VENV) build dist *.egg-info trl-mig-demo runs

@@ -16,6 +16,7 @@ from types import ModuleType
 BUILDERS: dict[str, str] = {
     "mig_bench": "trl_mig.datasets_builders.mig_bench",
     "synthetic": "trl_mig.datasets_builders.synthetic",
+    "rl": "trl_mig.datasets_builders.rl",
 }
 
 

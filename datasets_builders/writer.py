@@ -45,10 +45,15 @@ def render_dataset_card(
     skipped: Mapping[str, int] | None = None,
     extra_stats: Mapping[str, Any] | None = None,
     extra_columns: Mapping[str, str] | None = None,
+    extra_tables: Mapping[str, Mapping[str, Any]] | None = None,
     source_note: str = "",
     metadata: Mapping[str, Any] | None = None,
 ) -> str:
-    """Render `hub_cards/dataset_card.md.j2` with `huggingface_hub`'s card machinery (metadata validated as YAML)."""
+    """Render `hub_cards/dataset_card.md.j2` with `huggingface_hub`'s card machinery (metadata validated as YAML).
+
+    `extra_tables` maps a section title to `{"columns": [...], "rows": [[...], ...], "note": "..."}` (note optional),
+    e.g. the rejection sampler's kept/dropped counts per task.
+    """
     from huggingface_hub import DatasetCard, DatasetCardData
 
     splits = list(split_rows)
@@ -75,6 +80,7 @@ def render_dataset_card(
         skipped=dict(skipped or {}),
         extra_stats=dict(extra_stats or {}),
         extra_columns=dict(extra_columns or {}),
+        extra_tables=dict(extra_tables or {}),
         source_note=source_note,
         repo_id=repo_id,
         citation=_CITATION,
@@ -114,7 +120,11 @@ def write_dataset(
         (staging / "data").mkdir()
         counts: dict[str, int] = {}
         for split, rows in splits.items():
-            dataset = Dataset.from_list(list(rows), features=features)
+            rows = list(rows)
+            if rows:
+                dataset = Dataset.from_list(rows, features=features)
+            else:  # an empty split (e.g. no prompt in the RL band) is still a valid, loadable split
+                dataset = Dataset.from_dict({name: [] for name in features}, features=features)
             n_shards = max(1, -(-len(dataset) // shard_rows))
             for i in range(n_shards):
                 shard = dataset.shard(n_shards, i, contiguous=True)

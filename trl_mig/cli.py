@@ -1,6 +1,7 @@
 """The `trl-mig` command. Subcommands register through `make_parser(subparsers)`; heavy imports happen in handlers.
 
-Stages (`build`, `sft`, `sample`, `grpo`, `eval`, ...) join this registry as they land (DESIGN.md section 1).
+`build NAME` runs a dataset builder; `sft`, `merge`, `sample`, `grpo` and `demo` are the stage commands of
+`trl_mig.scripts` (TRL's parser over trl-mig's dataclasses, `--config recipe.yaml`); later stages join the registry.
 """
 
 from __future__ import annotations
@@ -68,6 +69,37 @@ def make_build_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_build)
 
 
+def _stage(args: argparse.Namespace) -> int:
+    """`trl-mig STAGE [--config recipe.yaml] [flags]`: the stage's dataclasses, parsed by TRL's `TrlParser`."""
+    import importlib
+
+    from trl import TrlParser
+
+    from .scripts import COMMANDS
+
+    module = importlib.import_module(COMMANDS[args.command])
+    parser = TrlParser(module.dataclasses(), prog=f"trl-mig {args.command}")
+    parsed = parser.parse_args_and_config(args.stage_args)
+    module.main(*parsed)
+    return 0
+
+
+def make_stage_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """One subcommand per stage module (`trl_mig.scripts.COMMANDS`); `trl-mig STAGE --help` lists its flags."""
+    import importlib
+
+    from .scripts import COMMANDS
+
+    for command, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)  # light: dataclasses import trl only when asked for
+        parser = subparsers.add_parser(
+            command, help=module.HELP, description=f"{module.HELP}. `trl-mig {command} --help` lists the flags; "
+            "`--config recipe.yaml` sets any of them.", add_help=False,
+        )  # fmt: skip
+        parser.add_argument("stage_args", nargs=argparse.REMAINDER, help="the stage's flags (and --config)")
+        parser.set_defaults(handler=_stage)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trl-mig", description="Multi-image grounding post-training on top of TRL (arXiv 2507.00748)."
@@ -75,13 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"trl-mig {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for make in (make_build_parser, make_env_parser):
+    for make in (make_build_parser, make_stage_parsers, make_env_parser):
         make(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # argparse's REMAINDER does not take a leading `--flag` (`trl-mig sft --config r.yaml`): stage flags that the
+    # subparser does not know come back as extras and go to the stage's own parser
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        if not hasattr(args, "stage_args"):
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        args.stage_args = [*extras, *args.stage_args]
     return int(args.handler(args) or 0)
 
 

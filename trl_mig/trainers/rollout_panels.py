@@ -18,13 +18,13 @@ from .rollout_columns import row_images
 from .rollout_metrics import CompletionScore
 
 
-__all__ = ["completion_panel", "panel_file_name"]
+__all__ = ["completion_panel", "gold_marks", "panel_file_name"]
 
 #: characters of completion text kept in a caption
 CAPTION_CHARS = 600
 
 
-def _gold_marks(row: dict[str, Any], n_images: int) -> list[tuple[Any, int]]:
+def gold_marks(row: dict[str, Any], n_images: int) -> list[tuple[Any, int]]:
     """Gold boxes with their image; a box whose image is unknown (`-1`) is drawn on every image."""
     targets = list(row.get("target_image") or [])
     marks = []
@@ -58,7 +58,7 @@ def completion_panel(
     pred = [(score.box, score.image)] if score.box is not None and score.image is not None else []
     title = f"step {step} | {row.get('id', '?')} | {score.outcome} | IoU {score.iou:.3f}"
     caption = f"{title}\n{completion_text(completion)[:CAPTION_CHARS]}"
-    return grounding_panel(images, _gold_marks(row, len(images)), pred, caption=caption), title
+    return grounding_panel(images, gold_marks(row, len(images)), pred, caption=caption), title
 
 
 def panel_file_name(rank: int, row_id: Any) -> str:

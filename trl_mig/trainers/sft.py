@@ -101,6 +101,19 @@ def _is_rendered(dataset: Any) -> bool:
     return "prompt" in columns and "completion" in columns
 
 
+def _drop_stale_adapter(output_dir: str | os.PathLike) -> None:
+    """Remove an adapter an earlier LoRA run left in `output_dir` before a full fine-tune's merge reads that folder:
+    `merge_adapter` would otherwise find `adapter_config.json` and merge the old adapter instead of the new model."""
+    stale = [
+        Path(output_dir) / name for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+    ]
+    stale = [path for path in stale if path.is_file()]
+    if stale:
+        logger.warning(f"removing a stale LoRA adapter from {output_dir} (full fine-tuning wrote a whole model there)")
+        for path in stale:
+            path.unlink()
+
+
 class MIGSFTTrainer(SFTTrainer):
     """[`~trl.SFTTrainer`] for multi-image grounding cold start: schema rows in, LoRA on the language model, loss on
     the completion only, a token budget check, and a standalone merged checkpoint at the end.
@@ -350,6 +363,7 @@ class MIGSFTTrainer(SFTTrainer):
             }
             base = self._mig_base_model
             if not is_peft_model(model):  # full fine-tuning: output_dir holds the whole model
+                _drop_stale_adapter(self.args.output_dir)
                 merge_adapter(self.args.output_dir, output_dir, base_model=base or None, **merge_kwargs)
             elif _loadable(base):
                 merge_adapter(self.args.output_dir, output_dir, **merge_kwargs)

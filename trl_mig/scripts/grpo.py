@@ -1,0 +1,92 @@
+"""`trl-mig grpo --config recipe.yaml`: rule-based RL (GRPO family) on the RL set with `MIGGRPOTrainer`.
+
+Parsed by TRL's `TrlParser` from (`GRPOScriptArguments`, `MIGGRPOConfig`). `GRPOConfig` has `reward_weights` but no
+`reward_funcs` (TRL keeps that in its own script arguments): trl-mig defines its own script arguments instead of
+reusing TRL's, whose fields would clash with these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..rewards import DEFAULT_REWARD_FUNCS
+
+
+COMMAND = "grpo"
+HELP = "rule-based RL with format and IoU rewards (MIGGRPOTrainer)"
+
+
+@dataclass
+class GRPOScriptArguments:
+    """What `trl-mig grpo` trains, on what, and with which rewards, besides the `MIGGRPOConfig` settings."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "The model to train: the merged SFT model (folder or Hub id)."}
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "RL set (schema rows; `trl-mig sample` writes one) or rendered rows."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_test_split: str | None = field(
+        default=None, metadata={"help": "Split to evaluate on (used when `eval_strategy` is not `no`)."}
+    )
+    reward_funcs: list[str] = field(
+        default_factory=lambda: list(DEFAULT_REWARD_FUNCS),
+        metadata={"help": "Rewards: names in `trl_mig.rewards.REWARD_FUNCS` (format_reward, iou_reward, "
+                  "iou_threshold_reward, image_index_reward, multi_box_iou_reward) or dotted paths to callables."},
+    )  # fmt: skip
+    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, bfloat16, float16, float32."})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "Attention implementation, e.g. `sdpa` or `flash_attention_2`."}
+    )
+
+    def __post_init__(self) -> None:
+        if not self.model_name_or_path:
+            raise ValueError("--model_name_or_path is required (in the recipe or on the command line)")
+        if not self.dataset_name:
+            raise ValueError("--dataset_name is required: the RL set to train on")
+        if isinstance(self.reward_funcs, str):
+            self.reward_funcs = [self.reward_funcs]
+
+
+def dataclasses() -> tuple[type, ...]:
+    from ..trainers.grpo_config import MIGGRPOConfig
+
+    return (GRPOScriptArguments, MIGGRPOConfig)
+
+
+def main(script_args: GRPOScriptArguments, training_args: Any) -> dict[str, Any]:
+    from ..sampling.sampler import resolve_reward_funcs
+    from ..trainers import MIGGRPOTrainer
+    from .common import load_splits, print_table, trainer_summary, write_run_record
+    from .sft import model_init_kwargs
+
+    train, test = load_splits(
+        script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split,
+        script_args.dataset_test_split, training_args.eval_strategy != "no",
+    )  # fmt: skip
+    if len(train) == 0:
+        raise ValueError(
+            f"{script_args.dataset_name} ({script_args.dataset_train_split}) has no rows: the rejection sampler kept no "
+            "prompt in its pass-rate band; widen the band or sample more prompts"
+        )
+    training_args.model_init_kwargs = model_init_kwargs(script_args, training_args)
+    trainer = MIGGRPOTrainer(
+        script_args.model_name_or_path,
+        reward_funcs=resolve_reward_funcs(script_args.reward_funcs),
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=test,
+    )
+    output = trainer.train()
+    trainer.save_model(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        trainer.create_model_card(dataset_name=script_args.dataset_name)
+    summary = trainer_summary(trainer, output)
+    summary["rows"] = len(train)
+    if trainer.is_world_process_zero():
+        write_run_record(training_args.output_dir, COMMAND, summary)
+        print_table("trl-mig grpo", summary)
+    return summary

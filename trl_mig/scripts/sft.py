@@ -1,0 +1,76 @@
+"""`trl-mig sft --config recipe.yaml`: LoRA cold start on a CoT set with `MIGSFTTrainer`, merged at the end.
+
+Parsed by TRL's `TrlParser` from (`SFTScriptArguments`, `MIGSFTConfig`): every `SFTConfig` flag works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+COMMAND = "sft"
+HELP = "LoRA cold start on chain-of-thought rows (MIGSFTTrainer); writes the adapter and a merged model"
+
+
+@dataclass
+class SFTScriptArguments:
+    """What `trl-mig sft` trains on, besides the `MIGSFTConfig` training settings."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Base model: Hub id (e.g. Qwen/Qwen2.5-VL-7B-Instruct) or local folder."}
+    )
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "CoT set with `reasoning` (a builder's output folder or Hub id), or rendered rows."},
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_test_split: str | None = field(
+        default=None, metadata={"help": "Split to evaluate on (used when `eval_strategy` is not `no`)."}
+    )
+    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, bfloat16, float16, float32."})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "Attention implementation, e.g. `sdpa` or `flash_attention_2`."}
+    )
+
+    def __post_init__(self) -> None:
+        if not self.model_name_or_path:
+            raise ValueError("--model_name_or_path is required (in the recipe or on the command line)")
+        if not self.dataset_name:
+            raise ValueError("--dataset_name is required: the CoT set to train on")
+
+
+def dataclasses() -> tuple[type, ...]:
+    from ..trainers.sft_config import MIGSFTConfig
+
+    return (SFTScriptArguments, MIGSFTConfig)
+
+
+def model_init_kwargs(script_args: Any, training_args: Any) -> dict[str, Any]:
+    kwargs = dict(training_args.model_init_kwargs or {})
+    kwargs.setdefault("dtype", script_args.dtype)
+    if script_args.attn_implementation:
+        kwargs.setdefault("attn_implementation", script_args.attn_implementation)
+    return kwargs
+
+
+def main(script_args: SFTScriptArguments, training_args: Any) -> dict[str, Any]:
+    from ..trainers import MIGSFTTrainer
+    from .common import load_splits, print_table, trainer_summary, write_run_record
+
+    train, test = load_splits(
+        script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split,
+        script_args.dataset_test_split, training_args.eval_strategy != "no",
+    )  # fmt: skip
+    training_args.model_init_kwargs = model_init_kwargs(script_args, training_args)
+    trainer = MIGSFTTrainer(script_args.model_name_or_path, args=training_args, train_dataset=train, eval_dataset=test)
+    output = trainer.train()
+    summary = trainer_summary(trainer, output)
+    summary["rows"] = len(train)
+    if training_args.merge_at_end:
+        summary["merged"] = training_args.merged_output_dir or f"{training_args.output_dir}/merged"
+    if trainer.is_world_process_zero():
+        write_run_record(training_args.output_dir, COMMAND, summary)
+        print_table("trl-mig sft", summary)
+    return summary
