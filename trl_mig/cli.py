@@ -49,8 +49,9 @@ def _build(args: argparse.Namespace) -> int:
     parser = TrlParser((builder.BuildArguments,), prog=f"trl-mig build {args.name}")
     (build_args,) = parser.parse_args_and_config(args.builder_args)
     result = builder.build(build_args)
-    for key, value in result.items():
-        print(f"{key}: {value}")
+    from .scripts.common import print_table
+
+    print_table(f"trl-mig build {args.name}", result)
     return 0
 
 

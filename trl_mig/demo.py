@@ -113,10 +113,14 @@ class _Clock:
         self.root, self.steps, self.seconds = root, [], {}
 
     def run(self, step: str, fn: Callable[[], Any], rows_in: int, rows_out: Callable[[Any], int], output: Any) -> Any:
-        logger.info("demo: %s", step)
+        from rich.console import Console
+
+        console = Console(stderr=True)
         start = time.perf_counter()
-        value = fn()
+        with console.status(f"[bold]trl-mig demo[/bold]: {step} ..."):
+            value = fn()
         seconds = time.perf_counter() - start
+        console.print(f"[green]✓[/green] {step} ({seconds:.1f} s)")
         self.seconds[step] = seconds
         self.steps.append({
             "step": step, "rows_in": rows_in, "rows_out": rows_out(value), "seconds": round(seconds, 2),
@@ -263,29 +267,29 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     images: list[Path] = []
     from transformers import AutoModelForImageTextToText
 
-    for stage, path in checkpoints.items():
-        start = time.perf_counter()
+    def evaluate(path: Path) -> Any:
         model = AutoModelForImageTextToText.from_pretrained(str(path)).eval()
         generator = HFGenerator(model, processor, max_new_tokens=args.max_new_tokens, temperature=0.0)
-        result = evaluate_generator(generator, rendered_test, frame="qwen2_5_vl", pixel_limits=limits,
-                                    batch_size=args.batch_size)  # fmt: skip
-        result.write_predictions(root / "predictions" / f"{stage}.jsonl")
+        return evaluate_generator(generator, rendered_test, frame="qwen2_5_vl", pixel_limits=limits,
+                                  batch_size=args.batch_size)  # fmt: skip
+
+    train_rows = {"base": (0, 0), "sft": (args.num_cot, len(cot["train"])), "sft_rl": (args.num_pool, grpo_rows)}
+    train_steps = {"base": (), "sft": ("sft (LoRA + merge)",), "sft_rl": ("sample", "grpo")}
+    for stage, path in checkpoints.items():
+        predictions = root / "predictions" / f"{stage}.jsonl"
+        result = clock.run(f"eval {stage}", lambda path=path: evaluate(path), len(rendered_test),
+                           lambda r: len(r.predictions), predictions)  # fmt: skip
+        result.write_predictions(predictions)
         images += draw_predictions(rendered_test, result, pictures, limit=args.images_per_stage, label=stage)
-        seconds = time.perf_counter() - start
-        train_rows = {"base": (0, 0), "sft": (args.num_cot, len(cot["train"])), "sft_rl": (args.num_pool, grpo_rows)}
         stages[stage] = {
             "metrics": {k: result.metrics["overall"].get(k) for k in _REPORT_KEYS},
             "rows_in": train_rows[stage][0],
             "rows_out": train_rows[stage][1],
-            "seconds": round(clock.seconds.get({"sft": "sft (LoRA + merge)", "sft_rl": "grpo"}.get(stage, ""), 0.0)
-                             + (clock.seconds.get("sample", 0.0) if stage == "sft_rl" else 0.0), 2),
+            "seconds": round(sum(clock.seconds.get(step, 0.0) for step in train_steps[stage]), 2),
             "eval_rows": len(rendered_test),
-            "eval_seconds": round(seconds, 2),
+            "eval_seconds": round(clock.seconds[f"eval {stage}"], 2),
             "checkpoint": os.path.relpath(path, root),
-        }  # fmt: skip
-        clock.steps.append({"step": f"eval {stage}", "rows_in": len(rendered_test), "rows_out": len(rendered_test),
-                            "seconds": round(seconds, 2), "output": f"predictions/{stage}.jsonl"})  # fmt: skip
-        del model, generator
+        }
 
     total = time.perf_counter() - started
     report = {
