@@ -135,3 +135,20 @@ def test_stage_commands_refuse_bad_input(tmp_path, tiny_data):
     with pytest.raises(SystemExit) as info:
         main(["sample", "--help"])
     assert info.value.code == 0
+
+
+def test_load_processor_sets_the_pixel_budget(tmp_path):
+    from PIL import Image as PILImage
+
+    from trl_mig.models import load_processor
+    from trl_mig.templates import pixel_limits_from_processor
+
+    path = str(tiny_checkpoint(root=tmp_path))
+    image = [PILImage.new("RGB", (200, 200))]
+    default = load_processor(path)
+    small = load_processor(path, max_pixels=6272)
+    assert pixel_limits_from_processor(small)["max_pixels"] == 6272
+    grids = [p.image_processor(images=image, return_tensors="pt")["image_grid_thw"].tolist() for p in (default, small)]
+    assert grids[0] != grids[1] and grids[1] == [[1, 4, 4]]  # fewer patches under the smaller budget
+    with pytest.raises(ValueError, match="min_pixels <= max_pixels"):
+        load_processor(path, min_pixels=10_000, max_pixels=5_000)

@@ -7,9 +7,16 @@ first. Real Qwen-VL checkpoints name transformers' own classes and load the same
 transformers.
 """
 
+from .loading import load_processor
 from .processing import PROCESSOR_REGISTRY_KEYS, MIGQwen2_5_VLProcessor, MIGQwen2VLProcessor, register_processors
 
 
 register_processors()
 
-__all__ = ["PROCESSOR_REGISTRY_KEYS", "MIGQwen2VLProcessor", "MIGQwen2_5_VLProcessor", "register_processors"]
+__all__ = [
+    "PROCESSOR_REGISTRY_KEYS",
+    "MIGQwen2VLProcessor",
+    "MIGQwen2_5_VLProcessor",
+    "load_processor",
+    "register_processors",
+]

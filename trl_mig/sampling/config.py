@@ -71,6 +71,14 @@ class RejectionSamplingConfig:
             "help": "`hf` (batched `generate`), `vllm`, or `auto`: vLLM when it is installed and CUDA is there."
         },
     )
+    min_pixels: int | None = field(
+        default=None,
+        metadata={"help": "Smallest image area in pixels (the processor's `min_pixels`); unset: its own."},
+    )
+    max_pixels: int | None = field(
+        default=None,
+        metadata={"help": "Largest image area in pixels (the processor's `max_pixels`); use the GRPO run's value."},
+    )
     dtype: str = field(default="auto", metadata={"help": "Model dtype (`auto`, `bfloat16`, `float16`, `float32`)."})
     attn_implementation: str | None = field(
         default=None, metadata={"help": "Attention implementation for the HF backend (e.g. `flash_attention_2`)."}

@@ -210,11 +210,10 @@ class RejectionSampler:
     def _load_processor(self):
         if self._processor is not None:
             return self._processor
-        from transformers import AutoProcessor
+        from ..models import load_processor
 
-        import trl_mig.models  # noqa: F401  (tiny checkpoints name trl-mig's processor classes)
-
-        return AutoProcessor.from_pretrained(self.config.model_name_or_path, padding_side="left")
+        cfg = self.config
+        return load_processor(cfg.model_name_or_path, cfg.min_pixels, cfg.max_pixels, padding_side="left")
 
     def _frame(self) -> Frame:
         if self.config.frame:

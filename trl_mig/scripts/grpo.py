@@ -37,6 +37,14 @@ class GRPOScriptArguments:
         metadata={"help": "Rewards: names in `trl_mig.rewards.REWARD_FUNCS` (format_reward, iou_reward, "
                   "iou_threshold_reward, image_index_reward, multi_box_iou_reward) or dotted paths to callables."},
     )  # fmt: skip
+    min_pixels: int | None = field(
+        default=None,
+        metadata={"help": "Smallest image area in pixels (the processor's `min_pixels`); unset: its own."},
+    )
+    max_pixels: int | None = field(
+        default=None,
+        metadata={"help": "Largest image area in pixels (the processor's `max_pixels`); unset: the processor's own."},
+    )
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, bfloat16, float16, float32."})
     attn_implementation: str | None = field(
         default=None, metadata={"help": "Attention implementation, e.g. `sdpa` or `flash_attention_2`."}
@@ -58,6 +66,7 @@ def dataclasses() -> tuple[type, ...]:
 
 
 def main(script_args: GRPOScriptArguments, training_args: Any) -> dict[str, Any]:
+    from ..models import load_processor
     from ..sampling.sampler import resolve_reward_funcs
     from ..trainers import MIGGRPOTrainer
     from .common import load_splits, print_table, trainer_summary, write_run_record
@@ -79,6 +88,13 @@ def main(script_args: GRPOScriptArguments, training_args: Any) -> dict[str, Any]
         args=training_args,
         train_dataset=train,
         eval_dataset=test,
+        processing_class=load_processor(
+            script_args.model_name_or_path,
+            script_args.min_pixels,
+            script_args.max_pixels,
+            padding_side="left",
+            truncation_side="left",
+        ),  # as TRL loads it for GRPO: left padding for generation
     )
     output = trainer.train()
     trainer.save_model(training_args.output_dir)

@@ -29,6 +29,14 @@ class SFTScriptArguments:
     dataset_test_split: str | None = field(
         default=None, metadata={"help": "Split to evaluate on (used when `eval_strategy` is not `no`)."}
     )
+    min_pixels: int | None = field(
+        default=None,
+        metadata={"help": "Smallest image area in pixels (the processor's `min_pixels`); unset: its own."},
+    )
+    max_pixels: int | None = field(
+        default=None,
+        metadata={"help": "Largest image area in pixels (the processor's `max_pixels`); unset: the processor's own."},
+    )
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, bfloat16, float16, float32."})
     attn_implementation: str | None = field(
         default=None, metadata={"help": "Attention implementation, e.g. `sdpa` or `flash_attention_2`."}
@@ -56,6 +64,7 @@ def model_init_kwargs(script_args: Any, training_args: Any) -> dict[str, Any]:
 
 
 def main(script_args: SFTScriptArguments, training_args: Any) -> dict[str, Any]:
+    from ..models import load_processor
     from ..trainers import MIGSFTTrainer
     from .common import load_splits, print_table, trainer_summary, write_run_record
 
@@ -64,7 +73,11 @@ def main(script_args: SFTScriptArguments, training_args: Any) -> dict[str, Any]:
         script_args.dataset_test_split, training_args.eval_strategy != "no",
     )  # fmt: skip
     training_args.model_init_kwargs = model_init_kwargs(script_args, training_args)
-    trainer = MIGSFTTrainer(script_args.model_name_or_path, args=training_args, train_dataset=train, eval_dataset=test)
+    processor = load_processor(script_args.model_name_or_path, script_args.min_pixels, script_args.max_pixels)
+    trainer = MIGSFTTrainer(
+        script_args.model_name_or_path, args=training_args, train_dataset=train, eval_dataset=test,
+        processing_class=processor,
+    )  # fmt: skip
     output = trainer.train()
     summary = trainer_summary(trainer, output)
     summary["rows"] = len(train)

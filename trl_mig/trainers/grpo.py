@@ -36,6 +36,8 @@ from trl import GRPOTrainer
 from trl.extras.profiling import profiling_context
 from trl.trainer.utils import get_config_model_id
 
+import trl_mig.models  # noqa: F401  (tiny checkpoints name trl-mig's processor classes; real ones need nothing)
+
 from ..geometry import DEFAULT_FACTOR, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Frame, frame_for_model
 from ..rewards import FormatReward, format_reward, iou_reward
 from ..scoring import FrameSpec
@@ -156,6 +158,12 @@ class MIGGRPOTrainer(GRPOTrainer):
         }
         self._mig_spec = FrameSpec(frame, **self.pixel_limits)
         image_processor = getattr(self.processing_class, "image_processor", None)
+        if image_processor is None and "images" in (getattr(train_dataset, "column_names", None) or ()):
+            raise ValueError(
+                f"the rows have images but the processing class is a {type(self.processing_class).__name__} without "
+                "an image processor: load the model's processor (`AutoProcessor.from_pretrained`); for trl-mig's tiny "
+                "checkpoints run `import trl_mig.models` first, which registers their processor class"
+            )
         self._mig_patch_size = getattr(image_processor, "patch_size", None)
         if info is not None and (info.min_pixels, info.max_pixels, info.factor) != tuple(self.pixel_limits.values()):
             logger.warning(
