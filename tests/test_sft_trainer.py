@@ -327,3 +327,14 @@ def test_config_defaults_and_cli():
         ["--output_dir", "out", "--use_cpu", "--lora_target_modules", "all-linear", "--frame", "qwen2-5-vl"]
     )
     assert parsed.lora_target_modules == "all-linear" and parsed.frame == "qwen2_5_vl"
+
+
+def test_full_fine_tune_merge_ignores_a_stale_adapter(tmp_path):
+    """A full fine-tune written over an earlier LoRA run's folder must not be merged as that old adapter."""
+    from trl_mig.trainers.sft import _drop_stale_adapter
+
+    (tmp_path / "adapter_config.json").write_text("{}")
+    (tmp_path / "adapter_model.safetensors").write_bytes(b"old")
+    (tmp_path / "model.safetensors").write_bytes(b"new")
+    _drop_stale_adapter(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
