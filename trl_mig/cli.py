@@ -49,9 +49,8 @@ def _build(args: argparse.Namespace) -> int:
     parser = TrlParser((builder.BuildArguments,), prog=f"trl-mig build {args.name}")
     (build_args,) = parser.parse_args_and_config(args.builder_args)
     result = builder.build(build_args)
-    from .scripts.common import print_table
-
-    print_table(f"trl-mig build {args.name}", result)
+    for key, value in result.items():  # stdout, one `key: value` per line: what scripts read back
+        print(f"{key}: {value}")
     return 0
 
 

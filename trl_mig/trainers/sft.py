@@ -18,6 +18,7 @@ Written against TRL 1.16 (pinned `>=1.16,<1.17`). What it adds, and where:
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 from pathlib import Path
@@ -109,7 +110,9 @@ def _drop_stale_adapter(output_dir: str | os.PathLike) -> None:
     ]
     stale = [path for path in stale if path.is_file()]
     if stale:
-        logger.warning(f"removing a stale LoRA adapter from {output_dir} (full fine-tuning wrote a whole model there)")
+        logging.getLogger(__name__).warning(
+            "removing a stale LoRA adapter from %s (full fine-tuning wrote a whole model there)", output_dir
+        )
         for path in stale:
             path.unlink()
 
