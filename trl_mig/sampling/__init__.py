@@ -7,8 +7,7 @@ package is cheap; the classes load torch, transformers and datasets when first u
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_getattr
 
 
 _LAZY = {
@@ -23,9 +22,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'trl_mig.sampling' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

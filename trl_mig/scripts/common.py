@@ -7,12 +7,59 @@ import os
 import platform
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 
 RUN_RECORD = "trl_mig_run.json"
+
+
+@dataclass
+class TrainingScriptArguments:
+    """What a training command (`sft`, `grpo`) loads besides its trainer config: model, data, pixel budget, dtype.
+
+    Subclasses re-declare `model_name_or_path` / `dataset_name` to say what they expect and add their own fields.
+    """
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Model: Hub id or local folder."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Schema set (a builder's output folder or Hub id), or rendered rows."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_test_split: str | None = field(
+        default=None, metadata={"help": "Split to evaluate on (used when `eval_strategy` is not `no`)."}
+    )
+    min_pixels: int | None = field(
+        default=None,
+        metadata={"help": "Smallest image area in pixels (the processor's `min_pixels`); unset: its own."},
+    )
+    max_pixels: int | None = field(
+        default=None,
+        metadata={"help": "Largest image area in pixels (the processor's `max_pixels`); unset: the processor's own."},
+    )
+    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, bfloat16, float16, float32."})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "Attention implementation, e.g. `sdpa` or `flash_attention_2`."}
+    )
+
+    def __post_init__(self) -> None:
+        if not self.model_name_or_path:
+            raise ValueError("--model_name_or_path is required (in the recipe or on the command line)")
+        if not self.dataset_name:
+            raise ValueError("--dataset_name is required: the set to train on")
+
+    def model_init_kwargs(self, training_args: Any) -> dict[str, Any]:
+        """The config's `model_init_kwargs` with this `dtype` / `attn_implementation` (explicit ones win)."""
+        kwargs = dict(training_args.model_init_kwargs or {})
+        kwargs.setdefault("dtype", self.dtype)
+        if self.attn_implementation:
+            kwargs.setdefault("attn_implementation", self.attn_implementation)
+        return kwargs
+
+
 _PACKAGES = ("trl-mig", "torch", "transformers", "trl", "peft", "datasets", "accelerate")
 
 

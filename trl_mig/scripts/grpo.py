@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..rewards import DEFAULT_REWARD_FUNCS
+from .common import TrainingScriptArguments
 
 
 COMMAND = "grpo"
@@ -18,7 +19,7 @@ HELP = "rule-based RL with format and IoU rewards (MIGGRPOTrainer)"
 
 
 @dataclass
-class GRPOScriptArguments:
+class GRPOScriptArguments(TrainingScriptArguments):
     """What `trl-mig grpo` trains, on what, and with which rewards, besides the `MIGGRPOConfig` settings."""
 
     model_name_or_path: str | None = field(
@@ -27,34 +28,14 @@ class GRPOScriptArguments:
     dataset_name: str | None = field(
         default=None, metadata={"help": "RL set (schema rows; `trl-mig sample` writes one) or rendered rows."}
     )
-    dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
-    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
-    dataset_test_split: str | None = field(
-        default=None, metadata={"help": "Split to evaluate on (used when `eval_strategy` is not `no`)."}
-    )
     reward_funcs: list[str] = field(
         default_factory=lambda: list(DEFAULT_REWARD_FUNCS),
         metadata={"help": "Rewards: names in `trl_mig.rewards.REWARD_FUNCS` (format_reward, iou_reward, "
                   "iou_threshold_reward, image_index_reward, multi_box_iou_reward) or dotted paths to callables."},
     )  # fmt: skip
-    min_pixels: int | None = field(
-        default=None,
-        metadata={"help": "Smallest image area in pixels (the processor's `min_pixels`); unset: its own."},
-    )
-    max_pixels: int | None = field(
-        default=None,
-        metadata={"help": "Largest image area in pixels (the processor's `max_pixels`); unset: the processor's own."},
-    )
-    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, bfloat16, float16, float32."})
-    attn_implementation: str | None = field(
-        default=None, metadata={"help": "Attention implementation, e.g. `sdpa` or `flash_attention_2`."}
-    )
 
     def __post_init__(self) -> None:
-        if not self.model_name_or_path:
-            raise ValueError("--model_name_or_path is required (in the recipe or on the command line)")
-        if not self.dataset_name:
-            raise ValueError("--dataset_name is required: the RL set to train on")
+        super().__post_init__()
         if isinstance(self.reward_funcs, str):
             self.reward_funcs = [self.reward_funcs]
 
@@ -70,7 +51,6 @@ def main(script_args: GRPOScriptArguments, training_args: Any) -> dict[str, Any]
     from ..sampling.sampler import resolve_reward_funcs
     from ..trainers import MIGGRPOTrainer
     from .common import load_splits, print_table, trainer_summary, write_run_record
-    from .sft import model_init_kwargs
 
     train, test = load_splits(
         script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split,
@@ -81,7 +61,7 @@ def main(script_args: GRPOScriptArguments, training_args: Any) -> dict[str, Any]
             f"{script_args.dataset_name} ({script_args.dataset_train_split}) has no rows: the rejection sampler kept no "
             "prompt in its pass-rate band; widen the band or sample more prompts"
         )
-    training_args.model_init_kwargs = model_init_kwargs(script_args, training_args)
+    training_args.model_init_kwargs = script_args.model_init_kwargs(training_args)
     trainer = MIGGRPOTrainer(
         script_args.model_name_or_path,
         reward_funcs=resolve_reward_funcs(script_args.reward_funcs),

@@ -8,13 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .common import TrainingScriptArguments
+
 
 COMMAND = "sft"
 HELP = "LoRA cold start on chain-of-thought rows (MIGSFTTrainer); writes the adapter and a merged model"
 
 
 @dataclass
-class SFTScriptArguments:
+class SFTScriptArguments(TrainingScriptArguments):
     """What `trl-mig sft` trains on, besides the `MIGSFTConfig` training settings."""
 
     model_name_or_path: str | None = field(
@@ -24,43 +26,12 @@ class SFTScriptArguments:
         default=None,
         metadata={"help": "CoT set with `reasoning` (a builder's output folder or Hub id), or rendered rows."},
     )
-    dataset_config: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
-    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
-    dataset_test_split: str | None = field(
-        default=None, metadata={"help": "Split to evaluate on (used when `eval_strategy` is not `no`)."}
-    )
-    min_pixels: int | None = field(
-        default=None,
-        metadata={"help": "Smallest image area in pixels (the processor's `min_pixels`); unset: its own."},
-    )
-    max_pixels: int | None = field(
-        default=None,
-        metadata={"help": "Largest image area in pixels (the processor's `max_pixels`); unset: the processor's own."},
-    )
-    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, bfloat16, float16, float32."})
-    attn_implementation: str | None = field(
-        default=None, metadata={"help": "Attention implementation, e.g. `sdpa` or `flash_attention_2`."}
-    )
-
-    def __post_init__(self) -> None:
-        if not self.model_name_or_path:
-            raise ValueError("--model_name_or_path is required (in the recipe or on the command line)")
-        if not self.dataset_name:
-            raise ValueError("--dataset_name is required: the CoT set to train on")
 
 
 def dataclasses() -> tuple[type, ...]:
     from ..trainers.sft_config import MIGSFTConfig
 
     return (SFTScriptArguments, MIGSFTConfig)
-
-
-def model_init_kwargs(script_args: Any, training_args: Any) -> dict[str, Any]:
-    kwargs = dict(training_args.model_init_kwargs or {})
-    kwargs.setdefault("dtype", script_args.dtype)
-    if script_args.attn_implementation:
-        kwargs.setdefault("attn_implementation", script_args.attn_implementation)
-    return kwargs
 
 
 def main(script_args: SFTScriptArguments, training_args: Any) -> dict[str, Any]:
@@ -72,7 +43,7 @@ def main(script_args: SFTScriptArguments, training_args: Any) -> dict[str, Any]:
         script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split,
         script_args.dataset_test_split, training_args.eval_strategy != "no",
     )  # fmt: skip
-    training_args.model_init_kwargs = model_init_kwargs(script_args, training_args)
+    training_args.model_init_kwargs = script_args.model_init_kwargs(training_args)
     processor = load_processor(script_args.model_name_or_path, script_args.min_pixels, script_args.max_pixels)
     trainer = MIGSFTTrainer(
         script_args.model_name_or_path, args=training_args, train_dataset=train, eval_dataset=test,

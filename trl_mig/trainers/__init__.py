@@ -6,8 +6,7 @@ Importing this package imports torch, transformers and trl; `import trl_mig` alo
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_getattr
 
 
 _LAZY = {
@@ -21,9 +20,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'trl_mig.trainers' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
