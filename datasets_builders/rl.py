@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trl_mig.io_utils import atomic_write
 from trl_mig.schema import features
 
 from .writer import render_dataset_card, write_dataset
@@ -130,17 +130,8 @@ def write_shard(samples_dir: str | os.PathLike, chunk: int, records: Iterable[Ma
     directory = Path(samples_dir)
     directory.mkdir(parents=True, exist_ok=True)
     target = shard_path(directory, chunk)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)  # serialise before writing
+    atomic_write(target, lambda handle: handle.write(lines.encode("utf-8")))
     return target
 
 

@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
+from trl_mig.io_utils import atomic_write
 from trl_mig.reporting import (
     METRIC_COLUMNS,
-    _atomic_write,
     pipeline_table_markdown,
     plot_reward_curve,
     print_summary,
@@ -254,7 +254,7 @@ def test_atomic_write_keeps_the_old_file_and_no_temp_on_failure(tmp_path: Path) 
         raise RuntimeError("interrupted")
 
     with pytest.raises(RuntimeError, match="interrupted"):
-        _atomic_write(target, fail_halfway)
+        atomic_write(target, fail_halfway)
     assert target.read_text() == "old"
     assert [path.name for path in tmp_path.iterdir()] == ["report.json"]
 

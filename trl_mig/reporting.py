@@ -33,11 +33,12 @@ import math
 import numbers
 import os
 import re
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote
+
+from .io_utils import atomic_write
 
 
 __all__ = [
@@ -96,22 +97,6 @@ def _finite(value: Any) -> float | None:
         return None
     number = float(value)
     return number if math.isfinite(number) else None
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write `path` through a temporary file in its folder then `os.replace`: readers see the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _jsonable(value: Any) -> Any:
@@ -179,7 +164,7 @@ def plot_reward_curve(
     axes.set_ylabel("reward")
     axes.grid(True, alpha=0.3)
     axes.legend(loc="best", fontsize="small")
-    return _atomic_write(Path(path), lambda handle: figure.savefig(handle, format="png", dpi=_DPI))
+    return atomic_write(Path(path), lambda handle: figure.savefig(handle, format="png", dpi=_DPI))
 
 
 def stage_table_markdown(stages: Mapping[str, Mapping[str, Any]], columns: Sequence[str] = METRIC_COLUMNS) -> str:
@@ -279,7 +264,7 @@ def write_report(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=2, sort_keys=False, ensure_ascii=False, default=_jsonable) + "\n"
-    written = {"json": _atomic_write(output_dir / "report.json", lambda handle: handle.write(text.encode("utf-8")))}
+    written = {"json": atomic_write(output_dir / "report.json", lambda handle: handle.write(text.encode("utf-8")))}
     plot = plot_reward_curve(report.get("reward_curve") or [], output_dir / "reward_curve.png")
 
     meta = report.get("meta") or {}
@@ -305,7 +290,7 @@ def write_report(
         meta_json = json.dumps(meta, indent=2, ensure_ascii=False, default=_jsonable)
         sections.append(f"<details>\n<summary>Run metadata</summary>\n\n```json\n{meta_json}\n```\n\n</details>")
     markdown = "\n\n".join(sections) + "\n"
-    written["markdown"] = _atomic_write(output_dir / "report.md", lambda handle: handle.write(markdown.encode()))
+    written["markdown"] = atomic_write(output_dir / "report.md", lambda handle: handle.write(markdown.encode()))
     if plot is not None:
         written["plot"] = plot
     return written
