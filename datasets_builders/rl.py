@@ -4,11 +4,9 @@
 `trl-mig build rl --samples_dir DIR --source DATA` re-runs the selection on the same shards, e.g. with another band,
 without sampling again.
 
-Raw shard layout (`samples_dir`):
-- `plan.json`: what was sampled (source, split, row count, ids digest, chunk size, model, generation settings);
-- `chunk-000000.jsonl`, ...: one file per chunk of `chunk_size` consecutive source rows, written atomically when the
-  chunk is done, one line per prompt (`SampleRecord`). A chunk file exists complete or not at all, which is what
-  makes a killed run resumable with no prompt lost and none duplicated.
+Raw shard layout (`samples_dir`, see `shards`): `plan.json` (what was sampled: source, split, row count, ids digest,
+chunk size, model, generation settings) and `chunk-000000.jsonl`, ...: one file per chunk of `chunk_size` consecutive
+source rows, one line per prompt (`id`, `pass_rate`, `mean_iou`, every sample with its rewards and outcome).
 
 Selection (DESIGN.md section 5): a sample is right when `strict_acc@0.5` holds for it; a prompt's `pass_rate` is the
 share of right samples; prompts whose pass rate lies in the band (default `0 < pass_rate < 1`: neither always right
@@ -18,27 +16,23 @@ nor always wrong, so a GRPO group has reward variance to learn from) form the RL
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trl_mig.io_utils import atomic_write
 from trl_mig.schema import features
 
+from .shards import PLAN_FILE, read_plan, read_records
 from .writer import render_dataset_card, write_dataset
 
 
 logger = logging.getLogger(__name__)
 
 NAME = "rl"
-PLAN_FILE = "plan.json"
-SHARD_PREFIX = "chunk-"
-SHARD_SUFFIX = ".jsonl"
 #: what `PassRateBand.classify` can answer, in the order of the card's table
 OUTCOMES = ("kept", "dropped_all_right", "dropped_all_wrong", "dropped_out_of_band", "dropped_unlabeled")
 _SCHEMA_COLUMNS = tuple(features(rl=True))
@@ -101,81 +95,9 @@ class PassRateBand:
         return f"{low}pass_rate{high}"
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# raw shards
-
-
-def shard_path(samples_dir: str | os.PathLike, chunk: int) -> Path:
-    return Path(samples_dir) / f"{SHARD_PREFIX}{chunk:06d}{SHARD_SUFFIX}"
-
-
-def _chunk_of(path: Path) -> int | None:
-    name = path.name
-    if not (name.startswith(SHARD_PREFIX) and name.endswith(SHARD_SUFFIX)):
-        return None
-    digits = name[len(SHARD_PREFIX) : -len(SHARD_SUFFIX)]
-    return int(digits) if digits.isdigit() else None
-
-
-def done_chunks(samples_dir: str | os.PathLike) -> set[int]:
-    """Chunks whose shard file is complete (files are renamed into place only when written in full)."""
-    directory = Path(samples_dir)
-    if not directory.is_dir():
-        return set()
-    return {chunk for path in directory.iterdir() if (chunk := _chunk_of(path)) is not None}
-
-
-def write_shard(samples_dir: str | os.PathLike, chunk: int, records: Iterable[Mapping[str, Any]]) -> Path:
-    """Write one chunk's records as JSON lines, atomically: a temporary file in the same folder, fsync, rename."""
-    directory = Path(samples_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    target = shard_path(directory, chunk)
-    lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)  # serialise before writing
-    atomic_write(target, lambda handle: handle.write(lines.encode("utf-8")))
-    return target
-
-
 def read_samples(samples_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """Every prompt record of the complete shards, by id, in chunk order.
-
-    Raises:
-        `FileNotFoundError`: no shard in `samples_dir`.
-        `ValueError`: a line that is not JSON or lacks `id`/`pass_rate` (naming file and line), or an id that two shards
-            both hold (shards of two different runs mixed in one folder).
-    """
-    directory = Path(samples_dir)
-    chunks = sorted(done_chunks(directory))
-    if not chunks:
-        raise FileNotFoundError(f"no sample shards ({SHARD_PREFIX}*{SHARD_SUFFIX}) in {directory}")
-    records: dict[str, dict[str, Any]] = {}
-    where: dict[str, str] = {}
-    for chunk in chunks:
-        path = shard_path(directory, chunk)
-        with path.open(encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{line_no}: not a JSON line ({exc})") from exc
-                missing = [k for k in ("id", "pass_rate", "num_generations") if k not in record]
-                if missing:
-                    raise ValueError(f"{path}:{line_no}: sample record lacks {missing}")
-                rid = str(record["id"])
-                if rid in records:
-                    raise ValueError(
-                        f"prompt id {rid!r} is in both {where[rid]} and {path.name}: shards of two runs are mixed in "
-                        f"{directory}; sample into an empty folder"
-                    )
-                records[rid] = record
-                where[rid] = path.name
-    return records
-
-
-def read_plan(samples_dir: str | os.PathLike) -> dict[str, Any] | None:
-    path = Path(samples_dir) / PLAN_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    """Every prompt record of the sampler's complete shards, by id, in chunk order (`shards.read_records`)."""
+    return read_records(samples_dir, required=("id", "pass_rate", "num_generations"), what="sample")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -20,14 +20,8 @@ import pytest
 
 from trl_mig.datasets_builders import get_builder, synthetic
 from trl_mig.datasets_builders.reader import load_schema_dataset as load_dataset
-from trl_mig.datasets_builders.rl import (
-    PassRateBand,
-    build_rl_set,
-    done_chunks,
-    read_samples,
-    shard_path,
-    write_shard,
-)
+from trl_mig.datasets_builders.rl import PassRateBand, build_rl_set, read_samples
+from trl_mig.datasets_builders.shards import done_chunks, shard_path, write_shard
 from trl_mig.sampling import RejectionSampler, RejectionSamplingConfig
 from trl_mig.sampling.sampler import RUN_FILE, score_samples
 from trl_mig.scoring import FrameSpec
@@ -235,7 +229,7 @@ def test_shards_are_atomic_and_duplicates_are_refused(tmp_path):
         shard_path(tmp_path, 0).name
     ]
     write_shard(tmp_path, 2, [{"id": "a", "pass_rate": 1.0, "num_generations": 2}])
-    with pytest.raises(ValueError, match="'a' is in both chunk-000000.jsonl and chunk-000002.jsonl"):
+    with pytest.raises(ValueError, match="id 'a' is in both chunk-000000.jsonl and chunk-000002.jsonl"):
         read_samples(tmp_path)
     shard_path(tmp_path, 2).write_text('{"id": "c", "num_generations": 2}\n')
     with pytest.raises(ValueError, match=r"chunk-000002.jsonl:1: sample record lacks \['pass_rate'\]"):

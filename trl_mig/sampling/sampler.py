@@ -25,16 +25,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..datasets_builders.rl import (
-    OUTCOMES,
-    PLAN_FILE,
-    EmptyRLSetError,
-    build_rl_set,
-    done_chunks,
-    read_plan,
-    read_samples,
-    write_shard,
-)
+from ..datasets_builders.rl import OUTCOMES, EmptyRLSetError, build_rl_set, read_samples
+from ..datasets_builders.shards import check_plan, done_chunks, write_shard
 from ..geometry import Frame
 from ..rewards import REWARD_FUNCS, IoUReward
 from ..scoring import FrameSpec
@@ -241,20 +233,7 @@ class RejectionSampler:
 
     def _check_plan(self, plan: dict[str, Any]) -> None:
         """Write the plan, or check that the shards already in `samples_dir` were sampled under the same one."""
-        samples_dir = Path(self.config.samples_dir)
-        existing = read_plan(samples_dir)
-        if existing is not None and existing != plan:
-            keys = sorted(k for k in set(plan) | set(existing) if plan.get(k) != existing.get(k))
-            raise ValueError(
-                f"{samples_dir} holds shards sampled with other settings (different: {', '.join(keys)}); resume with "
-                "the same settings, pass --resample to discard them, or choose another --samples_dir"
-            )
-        if existing is None and done_chunks(samples_dir):
-            raise ValueError(
-                f"{samples_dir} holds shards but no {PLAN_FILE}; pass --resample or another --samples_dir"
-            )
-        samples_dir.mkdir(parents=True, exist_ok=True)
-        (samples_dir / PLAN_FILE).write_text(json.dumps(plan, indent=2))
+        check_plan(self.config.samples_dir, plan, restart_flag="--resample")
 
     # ------------------------------------------------------------------------------------------------------------
     # the run

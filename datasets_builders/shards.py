@@ -1,0 +1,125 @@
+"""Raw shards of long resumable jobs (rejection sampling, CoT synthesis): the files their builders read.
+
+A job cuts its source split into chunks of consecutive rows. Each chunk's records are written as one JSON-lines file,
+renamed into place only when complete (`trl_mig.io_utils.atomic_write`), so a chunk file exists whole or not at all:
+after a kill, a rerun does the missing chunks only, and no row is lost or written twice. `plan.json` records what the
+job was asked to do; a rerun under another plan is refused instead of mixing two runs in one folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from trl_mig.io_utils import atomic_write
+
+
+__all__ = [
+    "PLAN_FILE",
+    "check_plan",
+    "done_chunks",
+    "read_plan",
+    "read_records",
+    "shard_path",
+    "write_shard",
+]
+
+PLAN_FILE = "plan.json"
+SHARD_PREFIX = "chunk-"
+SHARD_SUFFIX = ".jsonl"
+
+
+def shard_path(directory: str | os.PathLike, chunk: int) -> Path:
+    return Path(directory) / f"{SHARD_PREFIX}{chunk:06d}{SHARD_SUFFIX}"
+
+
+def _chunk_of(path: Path) -> int | None:
+    name = path.name
+    if not (name.startswith(SHARD_PREFIX) and name.endswith(SHARD_SUFFIX)):
+        return None
+    digits = name[len(SHARD_PREFIX) : -len(SHARD_SUFFIX)]
+    return int(digits) if digits.isdigit() else None
+
+
+def done_chunks(directory: str | os.PathLike) -> set[int]:
+    """Chunks whose shard file is complete (files are renamed into place only when written in full)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return set()
+    return {chunk for path in directory.iterdir() if (chunk := _chunk_of(path)) is not None}
+
+
+def write_shard(directory: str | os.PathLike, chunk: int, records: Iterable[Mapping[str, Any]]) -> Path:
+    """Write one chunk's records as JSON lines, atomically (serialised first: a bad record writes nothing)."""
+    target = shard_path(directory, chunk)
+    lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+    return atomic_write(target, lambda handle: handle.write(lines.encode("utf-8")))
+
+
+def read_records(
+    directory: str | os.PathLike, required: Sequence[str] = ("id",), what: str = "shard"
+) -> dict[str, dict[str, Any]]:
+    """Every record of the complete shards, by `id`, in chunk order.
+
+    Raises:
+        `FileNotFoundError`: no shard in `directory`.
+        `ValueError`: a line that is not JSON or lacks a `required` key (naming file and line), or an id that two
+            shards both hold (shards of two different runs mixed in one folder).
+    """
+    directory = Path(directory)
+    chunks = sorted(done_chunks(directory))
+    if not chunks:
+        raise FileNotFoundError(f"no {what} shards ({SHARD_PREFIX}*{SHARD_SUFFIX}) in {directory}")
+    records: dict[str, dict[str, Any]] = {}
+    where: dict[str, str] = {}
+    for chunk in chunks:
+        path = shard_path(directory, chunk)
+        with path.open(encoding="utf-8") as handle:
+            for line_no, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{line_no}: not a JSON line ({exc})") from exc
+                missing = [k for k in required if k not in record]
+                if missing:
+                    raise ValueError(f"{path}:{line_no}: {what} record lacks {missing}")
+                rid = str(record["id"])
+                if rid in records:
+                    raise ValueError(
+                        f"id {rid!r} is in both {where[rid]} and {path.name}: shards of two runs are mixed in "
+                        f"{directory}; start again in an empty folder"
+                    )
+                records[rid] = record
+                where[rid] = path.name
+    return records
+
+
+def read_plan(directory: str | os.PathLike) -> dict[str, Any] | None:
+    path = Path(directory) / PLAN_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def check_plan(directory: str | os.PathLike, plan: Mapping[str, Any], restart_flag: str = "--resample") -> None:
+    """Write `plan`, or check that the shards already in `directory` were made under the same one.
+
+    Raises:
+        `ValueError`: the folder holds shards of another plan (naming the keys that differ), or shards without a plan.
+    """
+    directory = Path(directory)
+    existing = read_plan(directory)
+    plan = json.loads(json.dumps(dict(plan)))  # as it reads back from JSON (tuples become lists)
+    if existing is not None and existing != plan:
+        keys = sorted(k for k in set(plan) | set(existing) if plan.get(k) != existing.get(k))
+        raise ValueError(
+            f"{directory} holds shards made with other settings (different: {', '.join(keys)}); resume with the same "
+            f"settings, pass {restart_flag} to discard them, or choose another folder"
+        )
+    if existing is None and done_chunks(directory):
+        raise ValueError(f"{directory} holds shards but no {PLAN_FILE}; pass {restart_flag} or choose another folder")
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write(directory / PLAN_FILE, lambda handle: handle.write(json.dumps(plan, indent=2).encode()))
