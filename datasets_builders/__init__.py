@@ -17,6 +17,7 @@ BUILDERS: dict[str, str] = {
     "mig_bench": "trl_mig.datasets_builders.mig_bench",
     "synthetic": "trl_mig.datasets_builders.synthetic",
     "rl": "trl_mig.datasets_builders.rl",
+    "cot": "trl_mig.datasets_builders.cot",
 }
 
 

@@ -11,3 +11,4 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 settings.register_profile("trl-mig", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("trl-mig")
+from serving import served_tiny_model, served_tiny_model_server  # noqa: E402, F401

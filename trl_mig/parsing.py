@@ -257,6 +257,30 @@ def _parse_positional(region: str) -> Prediction | None:
     return None
 
 
+def find_boxes(text: str) -> list[tuple[tuple[int, int], tuple[float, float, float, float], int | None]]:
+    """Every box written in free text (`[x1, y1, x2, y2]` lists and `(x1,y1),(x2,y2)` pairs) with its span and the
+    0-based image the text names for it (`None` when it names none), in order of appearance. Used to rewrite the
+    boxes inside a teacher's reasoning; never raises.
+
+    Example:
+    ```python
+    >>> find_boxes("In image 2 the cup is at [10, 20, 30, 40]; (1,2),(3,4) elsewhere.")
+    [((25, 41), (10.0, 20.0, 30.0, 40.0), 1), ((43, 54), (1.0, 2.0, 3.0, 4.0), None)]
+
+    ```
+    """
+    matches = sorted([*_LIST_RE.finditer(text), *_TUPLE_RE.finditer(text)], key=lambda m: m.start())
+    kept: list[re.Match] = []
+    for match in matches:  # a list inside a tuple pair cannot happen, but overlapping spans are dropped anyway
+        if not kept or match.start() >= kept[-1].end():
+            kept.append(match)
+    if not kept:
+        return []
+    spans = [m.span() for m in kept]
+    images = _text_images(text, spans)
+    return [(m.span(), tuple(float(v) for v in m.groups()), image) for m, image in zip(kept, images)]  # type: ignore[misc]
+
+
 def parse_answer(completion: Any) -> Prediction | None:
     """Parse a model answer (string or TRL conversational completion) into a `Prediction`, or `None`.
 

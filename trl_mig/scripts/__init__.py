@@ -10,6 +10,7 @@ from __future__ import annotations
 
 #: command -> module, in the order `trl-mig --help` lists them
 COMMANDS = {
+    "synthesize-cot": "trl_mig.scripts.synthesize_cot",
     "sft": "trl_mig.scripts.sft",
     "merge": "trl_mig.scripts.merge",
     "sample": "trl_mig.scripts.sample",

@@ -292,6 +292,12 @@ class OpenAITeacher:
             "extra_body": copy.deepcopy(self.extra_body),
         }
 
+    def ask(
+        self, prompt: list[dict], images: Sequence[Image.Image], *, row_id: str = "?", seed: int | None = None
+    ) -> TeacherReply:
+        """The teacher interface the synthesizer calls: a trl-mig prompt and its images, as one chat request."""
+        return self.complete(to_openai_messages(prompt, images), row_id=row_id, seed=seed)
+
     def complete(self, messages: list[dict], *, row_id: str = "?", seed: int | None = None) -> TeacherReply:
         """Sends one chat-completions request, retrying transient failures (module docstring), and returns the reply.
 
