@@ -34,6 +34,7 @@ test: install
 
 bench: install
 	$(PY) benchmarks/run_all.py --output benchmarks/results.json
+	$(PY) benchmarks/bench_synthesis.py
 
 lint: install
 	$(PY) -m ruff check .
