@@ -218,3 +218,19 @@ def test_served_tiny_teacher_stopped_and_resumed(tmp_path, source, served_tiny_m
     traces = read_traces(cfg.shards_dir)
     assert sorted(traces) == sorted(rows["id"][:4])
     assert all(len(t["tries"]) == 1 and isinstance(t["tries"][0]["text"], str) for t in traces.values())
+
+
+def test_local_transformers_teacher(tmp_path, source, caplog):
+    import logging
+
+    from trl_mig.testing import tiny_checkpoint
+
+    source_dir, rows = source
+    cfg = config(tmp_path, source_dir, "http://unused/v1", backend="transformers",
+                 teacher_model=str(tiny_checkpoint(root=tmp_path)), num_tries=2, max_rows=2, max_tokens=8)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="trl_mig.synthesis.synthesizer"):
+        with pytest.raises(EmptyCoTSetError):
+            CoTSynthesizer(cfg).run()
+    traces = read_traces(cfg.shards_dir)
+    assert sorted(traces) == sorted(rows["id"][:2]) and all(len(t["tries"]) == 2 for t in traces.values())
+    assert f"row {rows['id'][0]} try 1 rejected" in caplog.text  # garbage is logged with the row id, not raised
