@@ -18,11 +18,10 @@ from typing import Any
 from trl_mig.schema import features, validate_row
 
 from .shards import read_plan, read_records
-from .writer import render_dataset_card, write_dataset
+from .writer import render_dataset_card, schema_rows, write_dataset
 
 
 NAME = "cot"
-_SCHEMA_COLUMNS = tuple(features(reasoning=False))
 
 
 class EmptyCoTSetError(ValueError):
@@ -43,7 +42,6 @@ def build_cot_set(
     source_name: str | None = None,
 ) -> dict[str, Any]:
     """Write the kept traces as a schema set with `reasoning` (+ card). Raises `EmptyCoTSetError` when none is kept."""
-    from datasets import Image, List
 
     traces = read_traces(shards_dir)
     plan = read_plan(shards_dir) or {}
@@ -69,9 +67,7 @@ def build_cot_set(
             f"nothing written to {output_dir}. Check the teacher's frame and template, or raise --num_tries"
         )
     kept.sort()
-    rows_source = source.select_columns([c for c in _SCHEMA_COLUMNS if c in source.column_names])
-    rows_source = rows_source.cast_column("images", List(Image(decode=False)))
-    rows = rows_source.select([i for i, _ in kept]).to_list()
+    rows = schema_rows(source, [i for i, _ in kept])
     for row, (_, reasoning) in zip(rows, kept):
         row["reasoning"] = reasoning
         validate_row(row)

@@ -27,7 +27,7 @@ from typing import Any
 from trl_mig.schema import features
 
 from .shards import PLAN_FILE, read_plan, read_records
-from .writer import render_dataset_card, write_dataset
+from .writer import render_dataset_card, schema_rows, write_dataset
 
 
 logger = logging.getLogger(__name__)
@@ -204,7 +204,6 @@ def build_rl_set(
     Raises:
         `EmptyRLSetError`: no prompt in the band (nothing written).
     """
-    from datasets import Image, List
 
     samples = read_samples(samples_dir)
     plan = read_plan(samples_dir) or {}
@@ -212,9 +211,7 @@ def build_rl_set(
     missing = [c for c in _SCHEMA_COLUMNS if c not in source.column_names and c not in ("pass_rate", "mean_iou")]
     if missing:
         raise ValueError(f"the source split lacks the schema columns {missing}")
-    rows_source = source.select_columns([c for c in _SCHEMA_COLUMNS if c in source.column_names])
-    rows_source = rows_source.cast_column("images", List(Image(decode=False)))  # copy image bytes, no decoding
-    kept = rows_source.select(selection.indices).to_list()
+    kept = schema_rows(source, selection.indices)
     for row, rate, mean_iou in zip(kept, selection.pass_rate, selection.mean_iou):
         row["pass_rate"], row["mean_iou"] = rate, mean_iou
     per_task = {t: dict(c) for t, c in selection.per_task.items()}

@@ -144,3 +144,15 @@ def write_dataset(
 def count_by(rows: Iterable[Mapping[str, Any]], key: str) -> dict[str, int]:
     """Rows per value of `key` (for the card's per-task table)."""
     return dict(Counter(str(row[key]) for row in rows))
+
+
+def schema_rows(source: Any, indices: Iterable[int]) -> list[dict[str, Any]]:
+    """Rows `indices` of a schema split as dicts with the base schema columns only (rendered and set-specific columns
+    dropped) and images as undecoded `{"bytes", "path"}`, so derived sets copy image bytes without re-encoding."""
+    from datasets import Image, List
+
+    from trl_mig.schema import features
+
+    columns = [c for c in features() if c in source.column_names]
+    rows = source.select_columns(columns).cast_column("images", List(Image(decode=False)))
+    return rows.select(list(indices)).to_list()
