@@ -75,6 +75,11 @@ class BuildArguments:
         default="<org>/mig-synthetic", metadata={"help": "Hub repository named in the card's usage snippet."}
     )
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output_dir."})
+    decontaminate_against: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Benchmark set folders (e.g. a `trl-mig build mig_bench` output): rows with an image that "
+                  "is in one of them, exactly or as a near-duplicate, are dropped and counted in the card."},
+    )  # fmt: skip
 
     def __post_init__(self):
         if isinstance(self.tasks, str):
@@ -131,7 +136,12 @@ def _generate(split: str, n: int, args: BuildArguments, weights: dict[str, float
         return [row for rows in pool.map(_chunk, jobs) for row in rows]
 
 
-def _card(args: BuildArguments, weights: dict[str, float], splits: dict[str, list[dict[str, Any]]]) -> str:
+def _card(
+    args: BuildArguments,
+    weights: dict[str, float],
+    splits: dict[str, list[dict[str, Any]]],
+    dropped: dict[str, int] | None = None,
+) -> str:
     rows = [row for split_rows in splits.values() for row in split_rows]
     n_images = [len(row["images"]) for row in rows]
     config = args.generator_config()
@@ -150,6 +160,7 @@ def _card(args: BuildArguments, weights: dict[str, float], splits: dict[str, lis
         split_rows={split: len(split_rows) for split, split_rows in splits.items()},
         license="apache-2.0",
         repo_id=args.repo_id,
+        skipped={f"decontamination: an image is in benchmark set `{b}`": n for b, n in (dropped or {}).items()},
         task_rows=count_by(rows, "task"),
         extra_stats={
             "seed": args.seed,
@@ -187,8 +198,17 @@ def build(args: BuildArguments) -> dict[str, Any]:
             splits[split] = _generate(split, n, args, weights)
             for row in splits[split]:
                 validate_row(row)
+    dropped: dict[str, int] = {}
+    if args.decontaminate_against:
+        from ..decontaminate import BenchmarkIndex
+
+        index = BenchmarkIndex.from_dirs(args.decontaminate_against)
+        for split in splits:
+            splits[split], counts = index.filter(splits[split])
+            for bench, n in counts.items():
+                dropped[bench] = dropped.get(bench, 0) + n
     seconds = time.perf_counter() - started
-    card = _card(args, weights, splits)
+    card = _card(args, weights, splits, dropped)
     counts = write_dataset(
         splits, output_dir, features(reasoning=True), card, overwrite=args.overwrite, shard_rows=args.shard_rows
     )
@@ -199,5 +219,6 @@ def build(args: BuildArguments) -> dict[str, Any]:
         "rows": counts,
         "tasks": count_by([row for rows in splits.values() for row in rows], "task"),
         "generation_seconds": round(seconds, 3),
+        "decontaminated": dropped,
         "rows_per_second": round(total / seconds, 1),
     }
