@@ -18,6 +18,7 @@ BUILDERS: dict[str, str] = {
     "synthetic": "trl_mig.datasets_builders.synthetic",
     "rl": "trl_mig.datasets_builders.rl",
     "cot": "trl_mig.datasets_builders.cot",
+    "mc_bench": "trl_mig.datasets_builders.mc_bench",
 }
 
 

@@ -1,0 +1,274 @@
+"""MC-Bench v0.2 -> schema rows (parquet + card + COCO ids): `trl-mig build mc_bench --annotations JSON ...`.
+
+MC-Bench (multi-context visual grounding, https://huggingface.co/papers/2410.12332) ships a COCO-like JSON
+(`descriptions`, `images`, `annotations`, `categories`; see `shared/data/FORMATS.md`) and the images separately;
+`--image-root` is the folder the `file_name`s are relative to.
+
+What the builder does to each description (`id` = `str(description id)`):
+- images: the pair `images_id`, ordered by each image's `inter_img_id`; sizes from the JSON, checked against the file;
+- solution: every annotation of the description, COCO pixel `xywh` -> canonical `xyxy`, ordered by (image, annotation
+  id); `target_image` = the 0-based position of the box's image in the pair; a negative (`positive_sample: false`)
+  has `solution == []` and `target_image == []`;
+- gold boxes inverted or partly beyond the image are repaired once (sorted, clipped) and counted; a box with nothing
+  left inside the image is a bad record;
+- task = `text_style` lowercased (`referring`, `comparison`, `reasoning`).
+
+COCO ids for the official scorer (COCO-style results `[{"image_id", "category_id", "bbox", "score"}]`) are written as
+a sidecar, `OUT/coco_ids.json` (named in the card metadata as `coco_ids_file`):
+`{"format": "mc-bench-coco-ids-v1", "split": ..., "rows": {row id: {"image_ids": [a, b], "category_id": c,
+"category_ids": [...], "annotation_ids": [...]}}}`; `image_ids` follow the row's image order, so a prediction in image
+`i` is reported under `image_ids[i]`. `category_id` is the row's single annotation category (the smallest one when a
+row has several), or for a negative the smallest id in `categories`.
+
+Bad records (named by description or annotation id, with the reason): missing or unreadable image, image size
+mismatch, unknown image id, image count != 2, annotation image not in the pair, box outside the image, malformed box,
+unknown text_style, negative with boxes, positive without boxes, annotation for a missing description. Strict by
+default (a benchmark): the first one raises and nothing is written; `--no-strict` skips and counts them in the card.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trl_mig.geometry import Frame, is_valid_box, repair_box, to_canonical
+from trl_mig.schema import features, validate_row
+
+from .writer import count_by, render_dataset_card, write_dataset
+
+
+logger = logging.getLogger(__name__)
+
+NAME = "mc_bench"
+TEXT_STYLES = ("referring", "comparison", "reasoning")
+COCO_IDS_FILE = "coco_ids.json"
+COCO_IDS_FORMAT = "mc-bench-coco-ids-v1"
+
+
+@dataclass
+class BuildArguments:
+    """Arguments of `trl-mig build mc_bench`."""
+
+    annotations: str = field(metadata={"help": "The MC-Bench v0.2 annotation JSON (COCO-like)."})
+    image_root: str = field(metadata={"help": "Folder the `file_name`s of the annotation JSON are relative to."})
+    output_dir: str = field(
+        default="mc_bench", metadata={"help": "Where to write README.md + data/*.parquet + coco_ids.json."}
+    )
+    split: str = field(default="test", metadata={"help": "Split name of the single split MC-Bench has."})
+    strict: bool = field(
+        default=True,
+        metadata={"help": "Stop at the first bad record, writing nothing (benchmarks are strict by default)."},
+    )
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir."})
+    limit: int | None = field(default=None, metadata={"help": "Build only the first N descriptions (smoke tests)."})
+    repo_id: str | None = field(default=None, metadata={"help": "Hub id written in the card's usage snippet."})
+
+
+class BadRecordError(ValueError):
+    """A record that cannot be converted; `reason` is the short label counted in the card."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _bad(did: Any, reason: str, detail: str = "") -> BadRecordError:
+    return BadRecordError(f"MC-Bench description {did}: {reason}" + (f" {detail}" if detail else ""), reason)
+
+
+def convert_box(bbox: Any, image_size: tuple[int, int], did: Any, ann_id: Any) -> tuple[tuple[float, ...], bool]:
+    """COCO pixel `[x, y, w, h]` -> canonical `xyxy`, repaired once; returns the box and whether it was repaired.
+
+    Example:
+    ```python
+    >>> convert_box([20, 10, 40, 30], (200, 100), 0, 0)
+    ((0.1, 0.1, 0.3, 0.4), False)
+    >>> convert_box([180, 10, 40, 30], (200, 100), 0, 1)  # beyond the right edge: clipped
+    ((0.9, 0.1, 1.0, 0.4), True)
+
+    ```
+    """
+    try:
+        values = [float(v) for v in bbox]
+    except (TypeError, ValueError) as exc:
+        raise _bad(did, "malformed box", f"(annotation {ann_id}: {bbox!r})") from exc
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise _bad(did, "malformed box", f"(annotation {ann_id}: {bbox!r})")
+    raw = to_canonical(values, Frame.COCO_XYWH, image_size, clip=False)
+    fixed, repaired = repair_box(raw)
+    if not is_valid_box(fixed):
+        inside = all(0.0 <= v <= 1.0 for v in raw)
+        reason = "degenerate box" if inside else "box outside the image"
+        raise _bad(did, reason, f"(annotation {ann_id}: bbox {bbox!r} in a {image_size[0]}x{image_size[1]} image)")
+    return fixed, repaired
+
+
+def _read_image(root: Path, entry: Mapping[str, Any], did: Any) -> dict[str, Any]:
+    from PIL import Image, UnidentifiedImageError
+
+    relative = str(entry["file_name"]).removeprefix("./")
+    path = root / relative
+    try:
+        data = path.read_bytes()
+        with Image.open(path) as image:
+            size = image.size
+            image.verify()  # catches truncated files that open() alone accepts
+    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+        reason = "missing image" if not path.exists() else "unreadable image"
+        raise _bad(did, reason, f"{path} ({exc})") from exc
+    declared = (int(entry["width"]), int(entry["height"]))
+    if tuple(size) != declared:
+        raise _bad(did, "image size mismatch", f"{path}: the JSON says {declared[0]}x{declared[1]}, file {size}")
+    return {"bytes": data, "path": relative}
+
+
+def convert_description(
+    description: Mapping[str, Any],
+    images_by_id: Mapping[Any, Mapping[str, Any]],
+    annotations: list[Mapping[str, Any]],
+    image_root: Path,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One description (+ its annotations) -> one schema row and its COCO ids / counters."""
+    did = description["id"]
+    style = str(description.get("text_style", "")).lower()
+    if style not in TEXT_STYLES:
+        raise _bad(did, "unknown text_style", f"{description.get('text_style')!r} (known: {', '.join(TEXT_STYLES)})")
+    image_ids = list(description.get("images_id") or [])
+    if len(image_ids) != 2:
+        raise _bad(did, "image count != 2", f"(images_id {image_ids!r})")
+    unknown = [i for i in image_ids if i not in images_by_id]
+    if unknown:
+        raise _bad(did, "unknown image id", f"{unknown!r}")
+    entries = sorted((images_by_id[i] for i in image_ids), key=lambda e: e.get("inter_img_id", 0))
+    ordered_ids = [e["id"] for e in entries]
+    sizes = [(int(e["width"]), int(e["height"])) for e in entries]
+    positive = bool(description.get("positive_sample", True))
+    if not positive and annotations:
+        raise _bad(did, "negative with boxes", f"(annotations {[a['id'] for a in annotations]})")
+    if positive and not annotations:
+        raise _bad(did, "positive without boxes")
+    boxes, n_repaired = [], 0
+    for ann in annotations:
+        if ann["image_id"] not in ordered_ids:
+            raise _bad(did, "annotation image not in the pair", f"(annotation {ann['id']}: image {ann['image_id']})")
+        target = ordered_ids.index(ann["image_id"])
+        box, repaired = convert_box(ann["bbox"], sizes[target], did, ann["id"])
+        n_repaired += repaired
+        boxes.append((target, ann["id"], box, ann.get("category_id")))
+    boxes.sort(key=lambda b: (b[0], b[1]))
+    images = [_read_image(image_root, entry, did) for entry in entries]
+    row = {
+        "id": str(did),
+        "images": images,
+        "question": str(description.get("text", "")).strip(),
+        "solution": [list(b[2]) for b in boxes],
+        "target_image": [b[0] for b in boxes],
+        "image_sizes": [list(s) for s in sizes],
+        "task": style,
+        "source": NAME,
+    }
+    validate_row(row)
+    categories = sorted({b[3] for b in boxes if b[3] is not None})
+    extra = {"image_ids": ordered_ids, "category_ids": categories, "annotation_ids": [b[1] for b in boxes]}
+    return row, {"coco": extra, "repaired": n_repaired}
+
+
+def _group_annotations(data: Mapping[str, Any], strict: bool, skipped: Counter) -> dict[Any, list]:
+    description_ids = {d["id"] for d in data.get("descriptions", [])}
+    grouped: dict[Any, list] = defaultdict(list)
+    for ann in data.get("annotations", []):
+        if ann.get("text_id") not in description_ids:
+            message = f"MC-Bench annotation {ann.get('id')}: annotation for a missing description {ann.get('text_id')}"
+            if strict:
+                raise BadRecordError(message, "annotation for a missing description")
+            skipped["annotation for a missing description"] += 1
+            logger.warning("skipping: %s", message)
+            continue
+        grouped[ann["text_id"]].append(ann)
+    return grouped
+
+
+def build(args: BuildArguments) -> dict[str, Any]:
+    """Convert the annotation file; write parquet + card atomically, then `coco_ids.json`. Returns what was written."""
+    data = json.loads(Path(args.annotations).read_text())
+    descriptions = list(data.get("descriptions", []))
+    if args.limit is not None:
+        descriptions = descriptions[: args.limit]
+    images_by_id = {image["id"]: image for image in data.get("images", [])}
+    category_ids = sorted(c["id"] for c in data.get("categories", [])) or [1]
+    skipped: Counter = Counter()
+    by_text = _group_annotations(data, args.strict, skipped)
+    root = Path(args.image_root)
+    rows, coco_rows, repairs, n_repaired = [], {}, [], 0
+    for description in descriptions:
+        try:
+            row, info = convert_description(description, images_by_id, by_text.get(description["id"], []), root)
+        except BadRecordError as exc:
+            if args.strict:
+                raise
+            skipped[exc.reason] += 1
+            logger.warning("skipping: %s", exc)
+            continue
+        rows.append(row)
+        coco = info["coco"]
+        coco["category_id"] = coco["category_ids"][0] if coco["category_ids"] else category_ids[0]
+        coco_rows[row["id"]] = coco
+        if info["repaired"]:
+            repairs.append(row["id"])
+            n_repaired += info["repaired"]
+    boxes_per_row = Counter(len(r["solution"]) for r in rows)
+    extra_stats: dict[str, Any] = {
+        "descriptions in the annotation file": len(data.get("descriptions", [])),
+        "negative rows (no target, solution [])": sum(not r["solution"] for r in rows),
+        "rows with targets in both images": sum(len(set(r["target_image"])) == 2 for r in rows),
+        "gold boxes": sum(boxes_per_row[n] * n for n in boxes_per_row),
+        "gold boxes repaired": n_repaired,
+    }
+    extra_stats.update({f"rows with {n} gold boxes": boxes_per_row[n] for n in sorted(boxes_per_row)})
+    card = render_dataset_card(
+        pretty_name="MC-Bench (trl-mig schema)",
+        description=(
+            "MC-Bench v0.2, the multi-context visual grounding benchmark (https://huggingface.co/papers/2410.12332), "
+            "converted to trl-mig's model-agnostic schema: one row per text prompt over an image pair, every gold box "
+            "canonical with the image it lies in; negatives have no target (`solution == []`). The official metrics "
+            f"(instance-level AP50, image-level accuracy) need the COCO ids kept in `{COCO_IDS_FILE}` beside the data."
+        ),
+        builder=NAME,
+        split_rows={args.split: len(rows)},
+        license="other",
+        repo_id=args.repo_id or "<org>/<name>",
+        task_rows=count_by(rows, "task"),
+        repairs=repairs,
+        skipped=dict(skipped),
+        extra_stats=extra_stats,
+        source_note=(
+            "Annotations and images: MC-Bench v0.2 (https://xuyunqiu.github.io/MC-Bench), from the user's download. "
+            "No licence is stated in the annotation file; the images come from public sources with their own "
+            "licences: check the project page before redistributing (hence `license: other`)."
+        ),
+        metadata={"repaired_gold_ids": repairs, "strict": args.strict, "coco_ids_file": COCO_IDS_FILE},
+    )
+    counts = write_dataset({args.split: rows}, args.output_dir, features(), card, overwrite=args.overwrite)
+    sidecar = Path(args.output_dir) / COCO_IDS_FILE
+    sidecar.write_text(json.dumps({"format": COCO_IDS_FORMAT, "split": args.split, "rows": coco_rows}, indent=1))
+    return {
+        "output_dir": str(args.output_dir),
+        "rows": counts,
+        "repaired": repairs,
+        "skipped": dict(skipped),
+        "coco_ids": str(sidecar),
+    }
+
+
+def load_coco_ids(output_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Row id -> `{"image_ids", "category_id", "category_ids", "annotation_ids"}` from a built folder's sidecar."""
+    payload = json.loads((Path(output_dir) / COCO_IDS_FILE).read_text())
+    if payload.get("format") != COCO_IDS_FORMAT:
+        raise ValueError(f"{output_dir}/{COCO_IDS_FILE}: format {payload.get('format')!r}, expected {COCO_IDS_FORMAT}")
+    return payload["rows"]
