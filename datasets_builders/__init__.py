@@ -19,6 +19,7 @@ BUILDERS: dict[str, str] = {
     "rl": "trl_mig.datasets_builders.rl",
     "cot": "trl_mig.datasets_builders.cot",
     "mc_bench": "trl_mig.datasets_builders.mc_bench",
+    "mgrounding": "trl_mig.datasets_builders.mgrounding",
 }
 
 
