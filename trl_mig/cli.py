@@ -79,7 +79,11 @@ def _stage(args: argparse.Namespace) -> int:
 
     module = importlib.import_module(COMMANDS[args.command])
     parser = TrlParser(module.dataclasses(), prog=f"trl-mig {args.command}")
-    parsed = parser.parse_args_and_config(args.stage_args)
+    stage_args = list(args.stage_args)
+    positional = getattr(module, "POSITIONAL", None)  # e.g. `trl-mig push PATH`: the first bare word is `--path`
+    if positional and stage_args and not stage_args[0].startswith("-"):
+        stage_args[:1] = [f"--{positional}", stage_args[0]]
+    parsed = parser.parse_args_and_config(stage_args)
     module.main(*parsed)
     return 0
 

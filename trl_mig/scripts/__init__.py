@@ -16,4 +16,5 @@ COMMANDS = {
     "sample": "trl_mig.scripts.sample",
     "grpo": "trl_mig.scripts.grpo",
     "demo": "trl_mig.scripts.demo",
+    "push": "trl_mig.scripts.push",
 }
