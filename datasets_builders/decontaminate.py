@@ -28,6 +28,9 @@ from PIL import Image
 
 __all__ = ["BenchmarkIndex", "content_hash", "dhash"]
 
+#: grey levels a thumbnail must span for its difference hash to mean anything
+_FLAT_RANGE = 8
+
 
 def _open(image: Any) -> Image.Image:
     if isinstance(image, Image.Image):
@@ -47,8 +50,9 @@ def content_hash(image: Any) -> str:
     return digest.hexdigest()
 
 
-def dhash(image: Any) -> int:
-    """64-bit difference hash: 9x8 greyscale thumbnail, one bit per horizontal neighbour comparison.
+def dhash(image: Any) -> int | None:
+    """64-bit difference hash: 9x8 greyscale thumbnail, one bit per horizontal neighbour comparison; `None` for a
+    (nearly) flat image, whose hash says nothing (every blank image would hash 0 and "match" every other).
 
     Example:
     ```python
@@ -56,10 +60,14 @@ def dhash(image: Any) -> int:
     >>> a = Image.linear_gradient("L").convert("RGB")
     >>> dhash(a) == dhash(a.resize((97, 53)))
     True
+    >>> dhash(Image.new("RGB", (32, 32), "red")) is None
+    True
 
     ```
     """
     grey = np.asarray(_open(image).convert("L").resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
+    if int(grey.max()) - int(grey.min()) < _FLAT_RANGE:
+        return None
     bits = (grey[:, 1:] > grey[:, :-1]).flatten()
     return int(sum(1 << i for i, bit in enumerate(bits) if bit))
 
@@ -81,8 +89,9 @@ class BenchmarkIndex:
         n = 0
         for image in images:
             self.exact.setdefault(content_hash(image), name)
-            if self.max_distance > 0:
-                self.near.append((dhash(image), name))
+            near = dhash(image) if self.max_distance > 0 else None
+            if near is not None:
+                self.near.append((near, name))
             n += 1
         self._near_array = None
         return n
@@ -107,7 +116,10 @@ class BenchmarkIndex:
             return found
         if self._near_array is None:
             self._near_array = np.array([h for h, _ in self.near], dtype=np.uint64)
-        xor = self._near_array ^ np.uint64(dhash(image))
+        near = dhash(image)
+        if near is None:
+            return None
+        xor = self._near_array ^ np.uint64(near)
         distance = np.unpackbits(xor.view(np.uint8)).reshape(len(xor), 64).sum(axis=1)  # popcount, numpy 1.26 too
         best = int(np.argmin(distance))
         return self.near[best][1] if int(distance[best]) <= self.max_distance else None

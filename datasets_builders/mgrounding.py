@@ -88,6 +88,11 @@ class BuildArguments:
     shard_rows: int = field(default=DEFAULT_SHARD_ROWS, metadata={"help": "Rows per parquet shard (and in memory)."})
     repo_id: str = field(default="<org>/mgrounding", metadata={"help": "Hub id written in the card's usage snippet."})
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir."})
+    decontaminate_against: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Benchmark set folders: records with an image in one of them (exact or near-duplicate) "
+                  "are dropped and counted in the card."},
+    )  # fmt: skip
     embed_images: bool = field(
         default=True,
         metadata={
@@ -365,6 +370,11 @@ def build(args: BuildArguments) -> dict[str, Any]:
     skipped, totals, task_rows, repairs, n_records = Counter(), Counter(), Counter(), [], 0
     try:
         writer = _ShardWriter(staging, args.shard_rows)
+        index = None
+        if args.decontaminate_against:
+            from .decontaminate import BenchmarkIndex
+
+            index = BenchmarkIndex.from_dirs(args.decontaminate_against)
         for position, record in enumerate(iter_json_records(annotations)):
             if args.limit is not None and position >= args.limit:
                 break
@@ -376,6 +386,10 @@ def build(args: BuildArguments) -> dict[str, Any]:
                     raise
                 skipped[exc.reason] += 1
                 logger.debug("skipping: %s", exc)
+                continue
+            hit = next((m for m in map(index.match, rows[0]["images"]) if m), None) if index is not None else None
+            if hit is not None:  # every turn of a record shares its images
+                skipped[f"decontamination: an image is in benchmark set `{hit}`"] += 1
                 continue
             writer.add(rows)
             totals.update(counts)

@@ -213,3 +213,18 @@ def test_memory_stays_flat(root):
     # would be far more still
     assert build_peak < load_peak / 2, (build_peak, load_peak)
     assert len(list((out / "data").glob("train-*-of-00040.parquet"))) == 40
+
+
+def test_decontaminate_against_a_benchmark_set(root):
+    from trl_mig.datasets_builders.writer import write_dataset
+    from trl_mig.schema import features
+
+    bench_row = {"id": "0", "images": [Image.open(root / "imgs" / "a.jpg")], "question": "q", "solution": [],
+                 "target_image": [], "image_sizes": [[64, 48]], "task": "region", "source": "bench"}  # fmt: skip
+    bench = root / "mig_bench"
+    write_dataset({"test": [bench_row]}, bench, features(), "---\nlicense: mit\n---\n# bench\n")
+    result, out = _build(root, GOOD, decontaminate_against=[str(bench)])
+    reason = "decontamination: an image is in benchmark set `mig_bench`"
+    assert result["skipped"][reason] == 3  # gg-1, ot-1 and inv use a.jpg; rg-1 (c.png, also flat) is kept
+    assert load_schema_dataset(str(out), split="train")["id"] == ["rg-1:0"]
+    assert reason in (out / "README.md").read_text()
