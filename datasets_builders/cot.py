@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trl_mig.schema import features, validate_row
 
+from .decontaminate import drop_contaminated
 from .shards import read_plan, read_records
 from .writer import render_dataset_card, schema_rows, write_dataset
 
@@ -40,6 +42,7 @@ def build_cot_set(
     overwrite: bool = False,
     repo_id: str = "<org>/mig-cot",
     source_name: str | None = None,
+    decontaminate_against: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write the kept traces as a schema set with `reasoning` (+ card). Raises `EmptyCoTSetError` when none is kept."""
 
@@ -71,6 +74,7 @@ def build_cot_set(
     for row, (_, reasoning) in zip(rows, kept):
         row["reasoning"] = reasoning
         validate_row(row)
+    rows, decontaminated = drop_contaminated(rows, decontaminate_against)
 
     k = plan.get("num_tries", "?")
     task_table = {
@@ -112,6 +116,7 @@ def build_cot_set(
         task_rows={t: c["kept"] for t, c in per_task.items()},
         extra_stats=stats,
         extra_tables={"Keep rate per task": task_table, "Tries needed": histogram},
+        skipped=decontaminated,
         extra_columns={"reasoning": "the teacher's chain of thought, boxes as canonical `<box image=...>` tags"},
         source_note=f"Rows of {name}; traces by `trl-mig synthesize-cot` (raw shards: `{Path(shards_dir).name}/`).",
         metadata={
@@ -142,6 +147,11 @@ class BuildArguments:
     output_dir: str = field(default="mig_cot", metadata={"help": "Where to write README.md + data/train-*.parquet."})
     repo_id: str = field(default="<org>/mig-cot", metadata={"help": "Hub repository named in the card's snippet."})
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output_dir."})
+    decontaminate_against: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Benchmark set folders: rows with an image in one of them (exact or near-duplicate) are "
+                  "dropped and counted in the card."},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if not self.shards_dir:
@@ -158,4 +168,4 @@ def build(args: BuildArguments) -> dict[str, Any]:
     dataset = load_schema_dataset(source, args.source_config or plan.get("dataset_config"),
                                   split=args.source_split or plan.get("split") or "train")  # fmt: skip
     return build_cot_set(dataset, args.shards_dir, args.output_dir, overwrite=args.overwrite, repo_id=args.repo_id,
-                         source_name=source)  # fmt: skip
+                         source_name=source, decontaminate_against=args.decontaminate_against)  # fmt: skip

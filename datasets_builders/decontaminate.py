@@ -134,3 +134,12 @@ class BenchmarkIndex:
             else:
                 dropped[hit] += 1
         return kept, dropped
+
+
+def drop_contaminated(rows: list[dict[str, Any]], dirs: Sequence[str | os.PathLike]) -> tuple[list[dict], dict]:
+    """`rows` without those sharing an image with the benchmark sets in `dirs`, and the drops per benchmark (card
+    `skipped` entries). No `dirs`: the rows unchanged."""
+    if not dirs:
+        return rows, {}
+    kept, dropped = BenchmarkIndex.from_dirs(dirs).filter(rows)
+    return kept, {f"decontamination: an image is in benchmark set `{b}`": n for b, n in dropped.items()}

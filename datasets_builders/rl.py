@@ -26,6 +26,7 @@ from typing import Any
 
 from trl_mig.schema import features
 
+from .decontaminate import drop_contaminated
 from .shards import PLAN_FILE, read_plan, read_records
 from .writer import render_dataset_card, schema_rows, write_dataset
 
@@ -188,6 +189,7 @@ def build_rl_set(
     repo_id: str = "<org>/mig-rl",
     source_name: str | None = None,
     extra_stats: Mapping[str, Any] | None = None,
+    decontaminate_against: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Select the RL prompts from the shards in `samples_dir` and write them (schema + `pass_rate`, `mean_iou`).
 
@@ -214,6 +216,7 @@ def build_rl_set(
     kept = schema_rows(source, selection.indices)
     for row, rate, mean_iou in zip(kept, selection.pass_rate, selection.mean_iou):
         row["pass_rate"], row["mean_iou"] = rate, mean_iou
+    kept, decontaminated = drop_contaminated(kept, decontaminate_against)
     per_task = {t: dict(c) for t, c in selection.per_task.items()}
     if not kept:
         totals = dict(selection.totals)
@@ -253,6 +256,7 @@ def build_rl_set(
         task_rows={t: c.get("kept", 0) for t, c in selection.per_task.items()},
         extra_stats=stats,
         extra_tables={"Rejection sampling per task": _task_table(selection)},
+        skipped=decontaminated,
         extra_columns={
             "pass_rate": "share of the samples that were right (`strict_acc@0.5`)",
             "mean_iou": "mean IoU of the samples with the gold box, 0 in the wrong image (`iou_reward`)",
@@ -300,6 +304,11 @@ class BuildArguments:
     include_max: bool = field(default=False, metadata={"help": "Keep prompts whose pass rate equals the upper edge."})
     repo_id: str = field(default="<org>/mig-rl", metadata={"help": "Hub repository named in the card's snippet."})
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output_dir."})
+    decontaminate_against: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Benchmark set folders: rows with an image in one of them (exact or near-duplicate) are "
+                  "dropped and counted in the card."},
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if not self.samples_dir:
@@ -323,5 +332,5 @@ def build(args: BuildArguments) -> dict[str, Any]:
     dataset = load_schema_dataset(source, config, split=split)
     return build_rl_set(
         dataset, args.samples_dir, args.output_dir, args.band(), overwrite=args.overwrite, repo_id=args.repo_id,
-        source_name=source,
+        source_name=source, decontaminate_against=args.decontaminate_against,
     )  # fmt: skip

@@ -334,3 +334,21 @@ def test_empty_band_writes_nothing_and_says_what_to_do(tmp_path, checkpoint, sou
 
 def test_rl_builder_is_registered():
     assert get_builder("rl").NAME == "rl"
+
+
+def test_rl_set_decontaminated_against_a_benchmark(tmp_path, checkpoint, source_dir, processor):
+    from trl_mig.datasets_builders.writer import write_dataset
+    from trl_mig.schema import features
+
+    source = load_dataset(str(source_dir), split="train")
+    kept_ids = [rid for i, rid in enumerate(source["id"]) if 0 < right_count(i) < N]
+    bench_rows = [{k: v for k, v in source[i].items() if k != "reasoning"} for i in (1, 2)]  # two kept prompts
+    bench = tmp_path / "bench"
+    write_dataset({"test": bench_rows}, bench, features(), "---\nlicense: mit\n---\n# bench\n")
+    result, config = scripted_run(tmp_path, checkpoint, source_dir, processor, decontaminate_against=[str(bench)])
+    rl = load_dataset(config.output_dir, split="train")
+    assert rl["id"] == [rid for rid in kept_ids if rid not in (source["id"][1], source["id"][2])]
+    assert (
+        "decontamination: an image is in benchmark set `bench` | 2"
+        in (Path(config.output_dir) / "README.md").read_text()
+    )

@@ -332,7 +332,7 @@ class RejectionSampler:
         try:
             built = build_rl_set(
                 dataset, samples_dir, cfg.output_dir, cfg.band(), overwrite=cfg.overwrite, repo_id=cfg.repo_id,
-                extra_stats={"processes": len(chunks_by_process)},
+                extra_stats={"processes": len(chunks_by_process)}, decontaminate_against=cfg.decontaminate_against,
             )  # fmt: skip
         except EmptyRLSetError as exc:
             (samples_dir / RUN_FILE).write_text(json.dumps({**run, "kept": 0}, indent=2))

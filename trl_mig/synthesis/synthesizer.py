@@ -223,8 +223,9 @@ class CoTSynthesizer:
                 if self.on_chunk_done is not None:
                     self.on_chunk_done(chunk)
         result = build_cot_set(
-            dataset, shards, cfg.output_dir, overwrite=cfg.overwrite, repo_id=cfg.repo_id, source_name=cfg.dataset_name
-        )
+            dataset, shards, cfg.output_dir, overwrite=cfg.overwrite, repo_id=cfg.repo_id,
+            source_name=cfg.dataset_name, decontaminate_against=cfg.decontaminate_against,
+        )  # fmt: skip
         result.update(resumed_chunks=n_chunks - len(pending), chunks=n_chunks,
                       seconds=round(time.perf_counter() - started, 2))  # fmt: skip
         return result
