@@ -35,6 +35,7 @@ test: install
 bench: install
 	$(PY) benchmarks/run_all.py --output benchmarks/results.json
 	$(PY) benchmarks/bench_synthesis.py
+	$(PY) benchmarks/bench_builders.py
 
 lint: install
 	$(PY) -m ruff check .
