@@ -18,8 +18,8 @@ from typing import Any
 
 from trl_mig.schema import features, validate_row
 
-from .decontaminate import drop_contaminated
-from .shards import read_plan, read_records
+from .decontaminate import decontaminate_field, drop_contaminated
+from .shards import load_planned_source, read_plan, read_records
 from .writer import render_dataset_card, schema_rows, write_dataset
 
 
@@ -147,11 +147,7 @@ class BuildArguments:
     output_dir: str = field(default="mig_cot", metadata={"help": "Where to write README.md + data/train-*.parquet."})
     repo_id: str = field(default="<org>/mig-cot", metadata={"help": "Hub repository named in the card's snippet."})
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output_dir."})
-    decontaminate_against: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Benchmark set folders: rows with an image in one of them (exact or near-duplicate) are "
-                  "dropped and counted in the card."},
-    )  # fmt: skip
+    decontaminate_against: list[str] = decontaminate_field()
 
     def __post_init__(self) -> None:
         if not self.shards_dir:
@@ -159,13 +155,7 @@ class BuildArguments:
 
 
 def build(args: BuildArguments) -> dict[str, Any]:
-    from .reader import load_schema_dataset
-
-    plan = read_plan(args.shards_dir) or {}
-    source = args.source or plan.get("dataset")
-    if not source:
-        raise ValueError(f"--source is required: {args.shards_dir} has no plan naming the dataset")
-    dataset = load_schema_dataset(source, args.source_config or plan.get("dataset_config"),
-                                  split=args.source_split or plan.get("split") or "train")  # fmt: skip
+    """Load the synthesized split and write the CoT set from `args.shards_dir`."""
+    dataset, source = load_planned_source(args.shards_dir, args.source, args.source_config, args.source_split)
     return build_cot_set(dataset, args.shards_dir, args.output_dir, overwrite=args.overwrite, repo_id=args.repo_id,
                          source_name=source, decontaminate_against=args.decontaminate_against)  # fmt: skip

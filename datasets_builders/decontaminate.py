@@ -143,3 +143,15 @@ def drop_contaminated(rows: list[dict[str, Any]], dirs: Sequence[str | os.PathLi
         return rows, {}
     kept, dropped = BenchmarkIndex.from_dirs(dirs).filter(rows)
     return kept, {f"decontamination: an image is in benchmark set `{b}`": n for b, n in dropped.items()}
+
+
+def decontaminate_field() -> Any:
+    """The `decontaminate_against` dataclass field every training-set builder and job shares (`--decontaminate-against
+    DIR [DIR ...]`)."""
+    from dataclasses import field as dataclass_field
+
+    return dataclass_field(
+        default_factory=list,
+        metadata={"help": "Benchmark set folders: rows with an image in one of them (exact or near-duplicate) are "
+                  "dropped and counted in the card."},
+    )  # fmt: skip

@@ -40,7 +40,7 @@ from typing import Any
 from trl_mig.geometry import Frame, is_valid_box, repair_box, to_canonical
 from trl_mig.schema import features, validate_row
 
-from .writer import count_by, render_dataset_card, write_dataset
+from .writer import BadRecordError, count_by, render_dataset_card, write_dataset
 
 
 logger = logging.getLogger(__name__)
@@ -68,14 +68,6 @@ class BuildArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir."})
     limit: int | None = field(default=None, metadata={"help": "Build only the first N descriptions (smoke tests)."})
     repo_id: str | None = field(default=None, metadata={"help": "Hub id written in the card's usage snippet."})
-
-
-class BadRecordError(ValueError):
-    """A record that cannot be converted; `reason` is the short label counted in the card."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def _bad(did: Any, reason: str, detail: str = "") -> BadRecordError:

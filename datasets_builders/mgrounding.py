@@ -40,6 +40,8 @@ from trl_mig.geometry import repair_box, to_canonical
 from trl_mig.parsing import find_boxes, parse_answer
 from trl_mig.schema import features, format_box_tag, validate_row
 
+from . import writer
+from .decontaminate import decontaminate_field
 from .writer import DEFAULT_SHARD_ROWS, render_dataset_card
 
 
@@ -88,11 +90,7 @@ class BuildArguments:
     shard_rows: int = field(default=DEFAULT_SHARD_ROWS, metadata={"help": "Rows per parquet shard (and in memory)."})
     repo_id: str = field(default="<org>/mgrounding", metadata={"help": "Hub id written in the card's usage snippet."})
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir."})
-    decontaminate_against: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Benchmark set folders: records with an image in one of them (exact or near-duplicate) "
-                  "are dropped and counted in the card."},
-    )  # fmt: skip
+    decontaminate_against: list[str] = decontaminate_field()
     embed_images: bool = field(
         default=True,
         metadata={
@@ -105,12 +103,11 @@ class BuildArguments:
             raise ValueError(f"shard_rows must be >= 1, got {self.shard_rows}")
 
 
-class BadRecordError(ValueError):
-    """A record that cannot be converted; `reason` is the short label counted in the card."""
+class BadRecordError(writer.BadRecordError):
+    """`writer.BadRecordError` with MGrounding's message: the record id, the reason, and what was seen."""
 
     def __init__(self, record_id: str, reason: str, detail: str = "") -> None:
-        super().__init__(f"MGrounding record {record_id!r}: {reason}" + (f" ({detail})" if detail else ""))
-        self.reason = reason
+        super().__init__(f"MGrounding record {record_id!r}: {reason}" + (f" ({detail})" if detail else ""), reason)
 
 
 def iter_json_records(path: str | Path, chunk_chars: int = 1 << 20) -> Iterator[Any]:

@@ -28,7 +28,7 @@ from trl_mig.geometry import repair_box, to_canonical
 from trl_mig.parsing import parse_image_reference
 from trl_mig.schema import features, format_box_tag, validate_row
 
-from .writer import count_by, render_dataset_card, write_dataset
+from .writer import BadRecordError, count_by, render_dataset_card, write_dataset
 
 
 logger = logging.getLogger(__name__)
@@ -131,14 +131,6 @@ def convert_question(question: str) -> tuple[str, int, int]:
 
     text, n_boxes = _REF_BOX_RE.subn(_box, text)
     return text, n_markup, n_boxes
-
-
-class BadRecordError(ValueError):
-    """A record that cannot be converted; `reason` is the short label counted in the card."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def _read_image(root: Path, relative: str, position: int) -> tuple[dict[str, Any], tuple[int, int]]:

@@ -26,8 +26,8 @@ from typing import Any
 
 from trl_mig.schema import features
 
-from .decontaminate import drop_contaminated
-from .shards import PLAN_FILE, read_plan, read_records
+from .decontaminate import decontaminate_field, drop_contaminated
+from .shards import load_planned_source, read_plan, read_records
 from .writer import render_dataset_card, schema_rows, write_dataset
 
 
@@ -304,11 +304,7 @@ class BuildArguments:
     include_max: bool = field(default=False, metadata={"help": "Keep prompts whose pass rate equals the upper edge."})
     repo_id: str = field(default="<org>/mig-rl", metadata={"help": "Hub repository named in the card's snippet."})
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output_dir."})
-    decontaminate_against: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Benchmark set folders: rows with an image in one of them (exact or near-duplicate) are "
-                  "dropped and counted in the card."},
-    )  # fmt: skip
+    decontaminate_against: list[str] = decontaminate_field()
 
     def __post_init__(self) -> None:
         if not self.samples_dir:
@@ -321,15 +317,7 @@ class BuildArguments:
 
 def build(args: BuildArguments) -> dict[str, Any]:
     """Load the sampled split and write the RL set selected from `args.samples_dir`."""
-    from .reader import load_schema_dataset
-
-    plan = read_plan(args.samples_dir) or {}
-    source = args.source or plan.get("dataset")
-    if not source:
-        raise ValueError(f"--source is required: {args.samples_dir} has no {PLAN_FILE} naming the sampled dataset")
-    split = args.source_split or plan.get("split") or "train"
-    config = args.source_config or plan.get("dataset_config")
-    dataset = load_schema_dataset(source, config, split=split)
+    dataset, source = load_planned_source(args.samples_dir, args.source, args.source_config, args.source_split)
     return build_rl_set(
         dataset, args.samples_dir, args.output_dir, args.band(), overwrite=args.overwrite, repo_id=args.repo_id,
         source_name=source, decontaminate_against=args.decontaminate_against,

@@ -123,3 +123,22 @@ def check_plan(directory: str | os.PathLike, plan: Mapping[str, Any], restart_fl
         raise ValueError(f"{directory} holds shards but no {PLAN_FILE}; pass {restart_flag} or choose another folder")
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write(directory / PLAN_FILE, lambda handle: handle.write(json.dumps(plan, indent=2).encode()))
+
+
+def load_planned_source(
+    directory: str | os.PathLike, source: str | None, config: str | None, split: str | None
+) -> tuple[Any, str]:
+    """The split a job's shards were made from: the explicit `source`/`config`/`split`, else what `plan.json` names.
+
+    Returns `(dataset, source name)`; raises `ValueError` when neither names a source.
+    """
+    from .reader import load_schema_dataset
+
+    plan = read_plan(directory) or {}
+    source = source or plan.get("dataset")
+    if not source:
+        raise ValueError(f"--source is required: {directory} has no {PLAN_FILE} naming the dataset")
+    dataset = load_schema_dataset(
+        source, config or plan.get("dataset_config"), split=split or plan.get("split") or "train"
+    )
+    return dataset, source

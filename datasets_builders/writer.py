@@ -32,6 +32,14 @@ _CITATION = """@article{mig-r1-2025,
 }"""
 
 
+class BadRecordError(ValueError):
+    """A record that cannot be converted; `reason` is the short label counted in the card."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 def render_dataset_card(
     *,
     pretty_name: str,

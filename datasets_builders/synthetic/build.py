@@ -13,6 +13,7 @@ from typing import Any
 
 from trl_mig.schema import features, validate_row
 
+from ..decontaminate import decontaminate_field
 from ..writer import DEFAULT_SHARD_ROWS, count_by, render_dataset_card, write_dataset
 from .rows import DEFAULT_TASK_WEIGHTS, GENERATOR_VERSION, generate_rows, parse_tasks
 from .sampling import GeneratorConfig
@@ -75,11 +76,7 @@ class BuildArguments:
         default="<org>/mig-synthetic", metadata={"help": "Hub repository named in the card's usage snippet."}
     )
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output_dir."})
-    decontaminate_against: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Benchmark set folders (e.g. a `trl-mig build mig_bench` output): rows with an image that "
-                  "is in one of them, exactly or as a near-duplicate, are dropped and counted in the card."},
-    )  # fmt: skip
+    decontaminate_against: list[str] = decontaminate_field()
 
     def __post_init__(self):
         if isinstance(self.tasks, str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..datasets_builders.decontaminate import decontaminate_field
 from ..rewards import DEFAULT_REWARD_FUNCS
 
 
@@ -53,11 +54,7 @@ class RejectionSamplingConfig:
         default=False, metadata={"help": "Discard the shards already in `samples_dir` and sample from scratch."}
     )
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing RL set in `output_dir`."})
-    decontaminate_against: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Benchmark set folders: rows with an image in one of them (exact or near-duplicate) are "
-                  "dropped and counted in the card."},
-    )  # fmt: skip
+    decontaminate_against: list[str] = decontaminate_field()
     repo_id: str = field(default="<org>/mig-rl", metadata={"help": "Hub repository named in the dataset card."})
 
     # how answers are generated

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..datasets_builders.decontaminate import decontaminate_field
+
 
 BACKENDS = ("openai", "transformers")
 
@@ -62,11 +64,7 @@ class SynthesisConfig:
     chunk_size: int = field(default=32, metadata={"help": "Rows per shard (the unit of resumption)."})
     restart: bool = field(default=False, metadata={"help": "Discard the shards in `shards_dir` and start again."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing CoT set in `output_dir`."})
-    decontaminate_against: list[str] = field(
-        default_factory=list,
-        metadata={"help": "Benchmark set folders: rows with an image in one of them (exact or near-duplicate) are "
-                  "dropped and counted in the card."},
-    )  # fmt: skip
+    decontaminate_against: list[str] = decontaminate_field()
     repo_id: str = field(default="<org>/mig-cot", metadata={"help": "Hub repository named in the dataset card."})
 
     def __post_init__(self) -> None:
