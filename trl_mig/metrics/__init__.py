@@ -1,5 +1,6 @@
 """Grounding metrics: plain functions (`compute_grounding_metrics`) and packaged `evaluate` modules (`load`).
 
+MC-Bench's `ap50` / `image_acc` live in `mc_bench` (pycocotools, the `coco` extra, is imported only when scoring).
 `import trl_mig.metrics` stays light (numpy only); `load` imports `evaluate` (and with it `datasets`) on demand.
 """
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .core import MIG_BENCH_TASKS, THRESHOLDS, RowScore, aggregate, compute_grounding_metrics, score_rows
+from .mc_bench import compute_mc_bench_metrics, mc_bench_detections, mc_bench_gold
 
 
 #: metric name -> folder holding its `evaluate` script and card
@@ -38,6 +40,9 @@ __all__ = [
     "RowScore",
     "aggregate",
     "compute_grounding_metrics",
+    "compute_mc_bench_metrics",
     "load",
+    "mc_bench_detections",
+    "mc_bench_gold",
     "score_rows",
 ]

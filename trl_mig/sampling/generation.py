@@ -9,6 +9,7 @@ the RL rewards never see would select the wrong prompts.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -119,6 +120,44 @@ class HFGenerator:
             [truncate_at_eos(ids, self.eos_token_ids) for ids in completion_ids], skip_special_tokens=True
         )
         return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def generate_with_confidence(
+        self, prompts: Sequence[list[dict[str, Any]]], images: Sequence[Sequence[Any] | None]
+    ) -> list[tuple[str, float]]:
+        """One greedy completion per prompt with its confidence: `exp(mean token log-prob)` of the completion.
+
+        The confidence ranks detections for MC-Bench's AP50 (DESIGN.md section 4: mean token log-prob of the answer;
+        the exponential keeps the order and reads as a geometric-mean token probability in `(0, 1]`). Tokens after
+        the first EOS (padding of finished rows) do not count; the EOS itself does, since stopping is part of the
+        answer.
+        """
+        import torch
+
+        conversations = [_filled(p, imgs) for p, imgs in zip(prompts, images, strict=True)]
+        inputs = self.processor.apply_chat_template(
+            conversation=conversations,
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+            processor_kwargs={"padding": True},
+        ).to(self.model.device)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_token_ids[0]
+        with torch.inference_mode():
+            out = self.model.generate(
+                **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, temperature=None, top_p=None,
+                top_k=None, pad_token_id=pad, eos_token_id=self.eos_token_ids, output_scores=True,
+                return_dict_in_generate=True,
+            )  # fmt: skip
+            logprobs = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+        completion_ids = out.sequences[:, inputs["input_ids"].shape[1] :].tolist()
+        results = []
+        for ids, row in zip(completion_ids, logprobs.float().cpu().tolist()):
+            kept = truncate_at_eos(ids, self.eos_token_ids)
+            values = [v for v in row[: len(kept)] if math.isfinite(v)]  # `kept` ends with the EOS, when there is one
+            text = self.tokenizer.decode(kept, skip_special_tokens=True)
+            results.append((text, math.exp(sum(values) / len(values)) if values else 0.0))
+        return results
 
 
 class VLLMGenerator:

@@ -16,5 +16,7 @@ COMMANDS = {
     "sample": "trl_mig.scripts.sample",
     "grpo": "trl_mig.scripts.grpo",
     "demo": "trl_mig.scripts.demo",
+    "doctor": "trl_mig.scripts.doctor",
+    "eval": "trl_mig.scripts.eval",
     "push": "trl_mig.scripts.push",
 }

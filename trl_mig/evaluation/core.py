@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .geometry import DEFAULT_FACTOR, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Frame
-from .metrics.core import compute_grounding_metrics
-from .scoring import FrameSpec
-from .trainers.rollout_metrics import CompletionScore, score_completions
+from ..geometry import DEFAULT_FACTOR, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Frame
+from ..metrics.core import compute_grounding_metrics
+from ..scoring import FrameSpec
+from ..trainers.rollout_metrics import CompletionScore, score_completions
 
 
 __all__ = ["EvalResult", "evaluate_generator", "draw_predictions"]
@@ -107,9 +107,9 @@ def draw_predictions(
     """Save the first `limit` rows with gold (green) and predicted (red) boxes drawn, as PNG files."""
     from PIL import Image
 
-    from .parsing import completion_text
-    from .trainers.rollout_panels import CAPTION_CHARS, gold_marks
-    from .visualize import grounding_panel
+    from ..parsing import completion_text
+    from ..trainers.rollout_panels import CAPTION_CHARS, gold_marks
+    from ..visualize import grounding_panel
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
