@@ -31,6 +31,8 @@ _LAZY: dict[str, str] = {
     "MIGSFTConfig": "trl_mig.trainers",
     "MIGSFTTrainer": "trl_mig.trainers",
     "merge_adapter": "trl_mig.trainers",
+    "ground": "trl_mig.inference",
+    "GroundingResult": "trl_mig.inference",
     "get_template": "trl_mig.templates",
     "render_prompt": "trl_mig.templates",
     "render_completion": "trl_mig.templates",
@@ -47,6 +49,7 @@ __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .geometry import Frame, box_iou, frame_for_model
+    from .inference import GroundingResult, ground
     from .metrics import compute_grounding_metrics
     from .parsing import Prediction, parse_answer
     from .rewards import format_reward, image_index_reward, iou_reward, iou_threshold_reward, multi_box_iou_reward
