@@ -171,6 +171,18 @@ def convert_description(
     return row, {"coco": extra, "repaired": n_repaired}
 
 
+def with_category(coco: dict[str, Any], category_ids: list[Any]) -> dict[str, Any]:
+    """A row's COCO ids with its single `category_id`: its annotations' smallest category, else the file's first
+    (negatives have no annotation; their detections still need a category for the official scorer)."""
+    coco["category_id"] = coco["category_ids"][0] if coco["category_ids"] else category_ids[0]
+    return coco
+
+
+def file_categories(data: Mapping[str, Any]) -> list[Any]:
+    """The category ids an MC-Bench file declares, sorted (`[1]` when it declares none)."""
+    return sorted(c["id"] for c in data.get("categories", [])) or [1]
+
+
 def _group_annotations(data: Mapping[str, Any], strict: bool, skipped: Counter) -> dict[Any, list]:
     description_ids = {d["id"] for d in data.get("descriptions", [])}
     grouped: dict[Any, list] = defaultdict(list)
@@ -193,7 +205,7 @@ def build(args: BuildArguments) -> dict[str, Any]:
     if args.limit is not None:
         descriptions = descriptions[: args.limit]
     images_by_id = {image["id"]: image for image in data.get("images", [])}
-    category_ids = sorted(c["id"] for c in data.get("categories", [])) or [1]
+    category_ids = file_categories(data)
     skipped: Counter = Counter()
     by_text = _group_annotations(data, args.strict, skipped)
     root = Path(args.image_root)
@@ -208,9 +220,7 @@ def build(args: BuildArguments) -> dict[str, Any]:
             logger.warning("skipping: %s", exc)
             continue
         rows.append(row)
-        coco = info["coco"]
-        coco["category_id"] = coco["category_ids"][0] if coco["category_ids"] else category_ids[0]
-        coco_rows[row["id"]] = coco
+        coco_rows[row["id"]] = with_category(info["coco"], category_ids)
         if info["repaired"]:
             repairs.append(row["id"])
             n_repaired += info["repaired"]

@@ -217,7 +217,7 @@ class MCBenchSource(EvalSource):
         super().__init__()
         from collections import Counter
 
-        from ..datasets_builders.mc_bench import TEXT_STYLES, _group_annotations
+        from ..datasets_builders.mc_bench import TEXT_STYLES, _group_annotations, file_categories
 
         if annotations is None:
             raise ValueError("--benchmark mc-bench needs --annotations (the MC-Bench JSON) or --data (a built set)")
@@ -225,6 +225,7 @@ class MCBenchSource(EvalSource):
         data = json.loads(self.annotations.read_text(encoding="utf-8"))
         self.image_root = Path(image_root)
         self.images_by_id = {entry["id"]: entry for entry in data.get("images", [])}
+        self.category_ids = file_categories(data)
         self.grouped = _group_annotations(data, True, Counter())
         descriptions = list(data.get("descriptions", []))
         styles = [str(d.get("text_style", "")).lower() for d in descriptions]
@@ -244,6 +245,8 @@ class MCBenchSource(EvalSource):
                                    self.image_root)  # fmt: skip
 
     def gold(self) -> dict[str, list[Any]]:
+        from ..datasets_builders.mc_bench import with_category
+
         if self._gold is None:
             columns: dict[str, list[Any]] = {k: [] for k in GOLD_COLUMNS}
             coco = {}
@@ -251,7 +254,7 @@ class MCBenchSource(EvalSource):
                 row, extra = self._convert(i)
                 for key in GOLD_COLUMNS:
                     columns[key].append(row[key])
-                coco[row["id"]] = extra["coco"]
+                coco[row["id"]] = with_category(extra["coco"], self.category_ids)
             self._gold, self.coco_ids = columns, coco
         return self._gold
 
