@@ -54,16 +54,21 @@ def test_demo_writes_what_people_look_at(demo):
     for stage in STAGES:
         assert f"| {stage} |" in markdown
     assert "reward_curve.png" in markdown and Image.open(out / "reward_curve.png").size[0] > 100
-    drawn = sorted((out / "images").glob("*.png"))
-    assert {p.name.split("-")[0] for p in drawn} == set(STAGES)
+    for stage in STAGES:  # each stage evaluated by `trl-mig eval`'s loop: results, plot, best and worst answers drawn
+        results = json.loads((out / "eval" / stage / "results.json").read_text())
+        assert results["overall"] == {k: v for k, v in results["overall"].items()} and results["meta"]["n"] == 4
+        assert report["stages"][stage]["metrics"]["acc@0.5"] == results["overall"]["acc@0.5"]
+        assert len(list((out / "eval" / stage / "gallery").glob("*.png"))) == 2
+        assert f"eval/{stage}/gallery/" in markdown
     for card in ("data/cot/README.md", "data/pool/README.md", "data/rl/README.md", "models/sft/README.md",
                  "models/sft/merged/README.md", "models/sft_rl/README.md"):  # fmt: skip
         assert (out / card).is_file(), card
         assert card in report["meta"]["cards"]
     assert "2507.00748" in (out / "models/sft_rl/README.md").read_text()
-    lines = (out / "predictions/sft_rl.jsonl").read_text().splitlines()
+    assert "model-index" in (out / "models/sft_rl/README.md").read_text()  # the eval results, for the Hub
+    lines = (out / "eval/sft_rl/predictions.jsonl").read_text().splitlines()
     assert len(lines) == 4
-    assert set(json.loads(lines[0])) == {"id", "output", "pred_boxes", "pred_image", "iou", "correct"}
+    assert set(json.loads(lines[0])) >= {"id", "output", "pred_boxes", "pred_image", "iou", "correct"}
 
 
 def test_demo_data_sets_load_and_rl_set_has_measurements(demo):

@@ -129,3 +129,48 @@ def test_metric_card_states_inputs_outputs_and_limitations():
     card = (Path(trl_mig.metrics.METRICS_DIR) / "grounding" / "README.md").read_text()
     for heading in ("### Inputs", "### Output values", "## Limitations and bias"):
         assert heading in card
+
+
+# the array path (`_score_texts`, raw answers) against the per-row path (`score_single`, what the rewards use) -----------
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+_coord = st.one_of(st.integers(-50, 1200), st.floats(-0.5, 1.5, allow_nan=False), st.sampled_from(["nan", "1e400"]))
+_answer = st.one_of(
+    st.tuples(st.sampled_from(["1", "2", "3", "0", "null", '"Image-2"']), st.lists(_coord, min_size=4, max_size=4),
+              st.booleans()).map(
+        lambda t: ("<think>x</think>" if t[2] else "") + f'<answer>{{"image": {t[0]}, "bbox_2d": [{", ".join(map(str, t[1]))}]}}</answer>'),
+    st.lists(_coord, min_size=4, max_size=4).map(lambda c: f"In the second image: ({c[0]},{c[1]}),({c[2]},{c[3]})"),
+    st.just('<answer>{"image": null, "bbox_2d": []}</answer>'),
+    st.just("<think>unfinished (1,2),(3,4)"),
+    st.text(max_size=30),
+)  # fmt: skip
+_gold = st.one_of(
+    st.just([]),
+    st.lists(st.floats(0, 1, allow_nan=False), min_size=4, max_size=4).map(lambda b: [b]),
+    st.just([[0.5, 0.1, 0.2, 0.9]]),  # inverted: invalid gold
+)
+_row = st.tuples(_answer, _gold, st.integers(-1, 2), st.sampled_from([None, [(640, 480), (800, 600)],
+                                                                      [(1000, 500)]]))  # fmt: skip
+
+
+@given(rows=st.lists(_row, min_size=1, max_size=12), frame=st.sampled_from(
+    ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "pixel", "normalized", "coco_xywh"]), think=st.booleans())
+def test_array_path_equals_the_per_row_path(rows, frame, think):
+    from trl_mig.metrics.core import _score_parsed, _score_texts
+    from trl_mig.scoring import FrameSpec
+
+    answers, golds, targets, sizes = (list(c) for c in zip(*rows))
+    spec = FrameSpec(frame)
+    if spec.frame.needs_image_size:
+        sizes = [s or [(320, 240)] for s in sizes]
+    fast = _score_texts(answers, golds, targets, sizes, None, spec, think).rows()
+    slow = _score_parsed(answers, golds, targets, sizes, None, spec, think)
+    for a, b in zip(fast, slow):
+        assert a.iou == pytest.approx(b.iou, abs=1e-12)
+        assert (a.pred_image, a.right_image, a.parsed, a.format_ok, a.gold_valid) == (
+            b.pred_image, b.right_image, b.parsed, b.format_ok, b.gold_valid)  # fmt: skip
+        assert len(a.pred_boxes) == len(b.pred_boxes)
+        for x, y in zip(a.pred_boxes, b.pred_boxes):
+            assert x == pytest.approx(list(y), abs=1e-12, nan_ok=True)

@@ -8,10 +8,13 @@ Stages (DESIGN.md section 5), all in this process with the real trainers:
 2. **sft**: `MIGSFTTrainer`, LoRA on the language model of a tiny random Qwen2.5-VL, merged at the end;
 3. **sample**: `RejectionSampler` with the merged model; prompts in the pass-rate band form the RL set;
 4. **grpo**: `MIGGRPOTrainer` on the RL set, from the merged SFT model;
-5. **eval**: greedy answers of `base`, `sft` and `sft_rl` on the held-out split, scored with the grounding metrics.
+5. **eval**: greedy answers of `base`, `sft` and `sft_rl` on the held-out split, by `trl-mig eval`'s loop
+   (`trl_mig.evaluation.run_evaluation`): `eval/<stage>/` holds `predictions.jsonl`, `results.json`, `results.md`, the
+   per-task plot and a gallery of the best and worst answers with gold and predicted boxes; the results also go into
+   the trained checkpoints' model cards as `model-index`.
 
 Writes `DIR/report.json` (DESIGN.md section 4), `DIR/report.md` (table, reward curve, pictures), the dataset and model
-cards next to what they describe, predictions per stage, and pictures of answers with gold and predicted boxes.
+cards next to what they describe, and each stage's evaluation folder.
 
 What to expect: the tiny model starts from random weights and two CPU cores give it a few minutes, which is enough for
 every stage to run and hand the next one what it needs, not for it to learn grounding. Its answers stay wrong, so
@@ -144,18 +147,20 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     from .datasets_builders import synthetic
     from .datasets_builders.reader import load_schema_dataset as load_dataset
     from .datasets_builders.rl import EmptyRLSetError, PassRateBand, build_rl_set
-    from .evaluation import draw_predictions, evaluate_generator
+    from .evaluation.runner import hf_generate_fn, run_evaluation
+    from .evaluation.sources import SchemaSource
     from .reporting import print_summary, write_report
     from .sampling import RejectionSampler, RejectionSamplingConfig
     from .sampling.generation import HFGenerator
-    from .templates import pixel_limits_from_processor, render_dataset
+    from .templates import pixel_limits_from_processor
     from .testing import save_tiny_model
     from .trainers import MIGGRPOConfig, MIGGRPOTrainer, MIGSFTConfig, MIGSFTTrainer
+    from .trainers.cards import add_eval_results
 
     started = time.perf_counter()
     root = _prepare_output(args)
     clock = _Clock(root)
-    data, models, pictures = root / "data", root / "models", root / "images"
+    data, models = root / "data", root / "models"
     cpu = _cpu()
     quiet = {"report_to": "none", "disable_tqdm": True, "use_cpu": cpu, "bf16": not cpu, "seed": args.seed,
              "activation_checkpointing": False, "save_strategy": "no", "logging_steps": 1}  # fmt: skip
@@ -260,35 +265,39 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         grpo_rows = len(rl_dir_rows)
         del grpo_trainer
 
-    # 5. evaluation --------------------------------------------------------------------------------------------
-    rendered_test = render_dataset(test_rows, "mig-think-v1", "qwen2_5_vl", processor=processor, with_completion=False)
+    # 5. evaluation: `trl-mig eval`'s loop (resumable predictions, results.json, plot, gallery) per stage --------------
+    source = SchemaSource(test_rows, name="schema")
     checkpoints = {"base": base_dir, "sft": merged, "sft_rl": rl_model if grpo_rows else merged}
     stages: dict[str, Any] = {}
     images: list[Path] = []
     from transformers import AutoModelForImageTextToText
 
-    def evaluate(path: Path) -> Any:
+    def evaluate(stage: str, path: Path) -> dict[str, Any]:
         model = AutoModelForImageTextToText.from_pretrained(str(path)).eval()
         generator = HFGenerator(model, processor, max_new_tokens=args.max_new_tokens, temperature=0.0)
-        return evaluate_generator(generator, rendered_test, frame="qwen2_5_vl", pixel_limits=limits,
-                                  batch_size=args.batch_size)  # fmt: skip
+        return run_evaluation(
+            source, hf_generate_fn(generator, confidence=False), root / "eval" / stage, frame="qwen2_5_vl",
+            template="mig-think-v1", limits=limits, batch_size=args.batch_size, gallery=args.images_per_stage,
+            meta={"model": f"{stage} ({os.path.relpath(path, root)})", "stage": stage}, overwrite=True, progress=False,
+        )  # fmt: skip
 
     train_rows = {"base": (0, 0), "sft": (args.num_cot, len(cot["train"])), "sft_rl": (args.num_pool, grpo_rows)}
     train_steps = {"base": (), "sft": ("sft (LoRA + merge)",), "sft_rl": ("sample", "grpo")}
     for stage, path in checkpoints.items():
-        predictions = root / "predictions" / f"{stage}.jsonl"
-        result = clock.run(f"eval {stage}", lambda path=path: evaluate(path), len(rendered_test),
-                           lambda r: len(r.predictions), predictions)  # fmt: skip
-        result.write_predictions(predictions)
-        images += draw_predictions(rendered_test, result, pictures, limit=args.images_per_stage, label=stage)
+        results = clock.run(f"eval {stage}", lambda stage=stage, path=path: evaluate(stage, path), len(source),
+                            lambda r: r["meta"]["n"], root / "eval" / stage)  # fmt: skip
+        images += sorted((root / "eval" / stage / "gallery").glob("*.png"))
+        if stage != "base" and (path / "README.md").is_file():
+            add_eval_results(path / "README.md", results, model_name=f"trl-mig-demo-{stage}")
         stages[stage] = {
-            "metrics": {k: result.metrics["overall"].get(k) for k in _REPORT_KEYS},
+            "metrics": {k: results["overall"].get(k) for k in _REPORT_KEYS},
             "rows_in": train_rows[stage][0],
             "rows_out": train_rows[stage][1],
             "seconds": round(sum(clock.seconds.get(step, 0.0) for step in train_steps[stage]), 2),
-            "eval_rows": len(rendered_test),
+            "eval_rows": results["meta"]["n"],
             "eval_seconds": round(clock.seconds[f"eval {stage}"], 2),
             "checkpoint": os.path.relpath(path, root),
+            "results": os.path.relpath(root / "eval" / stage / "results.json", root),
         }
 
     total = time.perf_counter() - started

@@ -79,6 +79,160 @@ def _parsed_from_mapping(pred: Mapping[str, Any]) -> Outcome | None:
                    image, 0.0, None)  # fmt: skip
 
 
+@dataclass(slots=True)
+class ScoreColumns:
+    """Per-row scores as arrays: what the aggregates read (building 100k `RowScore`s would cost more than scoring).
+
+    `right` and `format_ok` are `-1` where undefined (target unknown; format not judged), else `0`/`1`.
+    """
+
+    iou: np.ndarray
+    right: np.ndarray
+    parsed: np.ndarray
+    format_ok: np.ndarray
+    gold_valid: np.ndarray
+    pred_boxes: list[list[list[float]]]
+    pred_image: list[int | None]
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[RowScore]) -> ScoreColumns:
+        def tri(value: bool | None) -> int:
+            return -1 if value is None else int(value)
+
+        return cls(
+            np.fromiter((r.iou for r in rows), dtype=np.float64, count=len(rows)),
+            np.fromiter((tri(r.right_image) for r in rows), dtype=np.int8, count=len(rows)),
+            np.fromiter((r.parsed for r in rows), dtype=bool, count=len(rows)),
+            np.fromiter((tri(r.format_ok) for r in rows), dtype=np.int8, count=len(rows)),
+            np.fromiter((r.gold_valid for r in rows), dtype=bool, count=len(rows)),
+            [r.pred_boxes for r in rows],
+            [r.pred_image for r in rows],
+        )
+
+    def rows(self) -> list[RowScore]:
+        def tri(value: int) -> bool | None:
+            return None if value < 0 else bool(value)
+
+        return [
+            RowScore(boxes, image, float(value), tri(int(right)), bool(parsed), tri(int(fmt)), bool(valid))
+            for boxes, image, value, right, parsed, fmt, valid in zip(
+                self.pred_boxes, self.pred_image, self.iou, self.right, self.parsed, self.format_ok, self.gold_valid
+            )
+        ]
+
+    def take(self, index: np.ndarray) -> ScoreColumns:
+        return ScoreColumns(self.iou[index], self.right[index], self.parsed[index], self.format_ok[index],
+                            self.gold_valid[index], [self.pred_boxes[i] for i in index],
+                            [self.pred_image[i] for i in index])  # fmt: skip
+
+
+def _score_texts(
+    texts: Sequence[Any],
+    references: Sequence[Any],
+    target_images: Sequence[Any] | None,
+    image_sizes: Sequence[Any] | None,
+    resized_sizes: Sequence[Any] | None,
+    spec: FrameSpec,
+    require_think: bool,
+) -> ScoreColumns:
+    """`score_rows` for raw answers (strings or TRL messages), with the arithmetic in numpy.
+
+    Python does what only Python can (parse each answer once, pick the image whose size converts its first box, as
+    `trl_mig.scoring.score_single` does); the conversion to canonical, clipping, IoU and gold validity run on arrays.
+    Same values as the per-row path (`score_single` + `iou`), which a property test checks.
+    """
+    from ..parsing import completion_text
+    from ..scoring import _SIZED_FRAMES, _cached_resized, _n_images, scoring_image
+
+    n = len(texts)
+    fmt = FormatReward(require_think=require_think)
+    frame = spec.frame
+    sized = frame in _SIZED_FRAMES
+    fixed = {Frame.NORMALIZED: 1.0, Frame.QWEN2_VL: 1000.0, Frame.QWEN3_VL: 1000.0}.get(frame)
+    boxes = np.full((n, 4), np.nan)
+    scale = np.ones((n, 2))
+    gold = np.full((n, 4), np.nan)
+    has_box = np.zeros(n, dtype=bool)  # a first box that can be converted
+    empty_gold = np.zeros(n, dtype=bool)
+    hit_empty = np.zeros(n, dtype=bool)
+    parsed = np.zeros(n, dtype=bool)
+    format_ok = np.zeros(n, dtype=np.int8)
+    right = np.full(n, -1, dtype=np.int8)
+    pred_raw: list[list[list[float]]] = [[] for _ in range(n)]
+    pred_image: list[int | None] = [None] * n
+    for i in range(n):
+        if sized and (image_sizes is None or image_sizes[i] is None) and (
+            resized_sizes is None or resized_sizes[i] is None
+        ):
+            raise ValueError(f"prediction {i}: frame {frame.value!r} needs `image_sizes` (or `resized_sizes`)")
+        text = completion_text(texts[i])
+        prediction = parse_answer(text)
+        ok = prediction is not None
+        parsed[i] = ok
+        format_ok[i] = ok and fmt.layout_ok(text)
+        golds = _as_gold(references[i])
+        target = _as_target(target_images[i]) if target_images is not None else -1
+        if not golds:
+            empty_gold[i] = True
+            if ok:
+                hit_empty[i] = prediction.no_target and not prediction.boxes
+                pred_raw[i] = [list(b) for b in prediction.boxes]
+            continue
+        first_gold = golds[0]
+        if len(first_gold) == 4:
+            gold[i] = first_gold
+        if target >= 0:
+            right[i] = 0
+        if not ok or not prediction.boxes:
+            continue
+        named = prediction.images[0]
+        pred_image[i] = named
+        if target >= 0:
+            right[i] = named == target
+        sizes = image_sizes[i] if image_sizes is not None else None
+        resized = resized_sizes[i] if resized_sizes is not None else None
+        if sized:
+            where = scoring_image(target, named, _n_images(sizes, resized))
+            if resized is not None and frame is Frame.QWEN2_5_VL and where < len(resized):
+                sx, sy = resized[where]
+            elif sizes is not None and where < len(sizes):
+                width, height = sizes[where]
+                if frame is Frame.QWEN2_5_VL:
+                    sx, sy = _cached_resized((int(width), int(height)), spec.factor, spec.min_pixels, spec.max_pixels)
+                else:
+                    sx, sy = width, height
+            else:
+                continue  # no size for that image: not convertible, IoU 0
+            scale[i] = (sx, sy)
+        else:
+            scale[i] = fixed
+        boxes[i] = prediction.boxes[0]
+        has_box[i] = True
+    with np.errstate(all="ignore"):
+        if frame is Frame.COCO_XYWH:
+            boxes[:, 2:] += boxes[:, :2]
+        canon = boxes / np.concatenate([scale, scale], axis=1)
+        finite = np.isfinite(canon).all(axis=1) & has_box
+        canon = np.clip(canon, 0.0, 1.0)
+        gold_finite = np.isfinite(gold).all(axis=1)
+        gold_valid = empty_gold | (gold_finite & (gold[:, 0] < gold[:, 2]) & (gold[:, 1] < gold[:, 3]))
+        iw = np.minimum(canon[:, 2], gold[:, 2]) - np.maximum(canon[:, 0], gold[:, 0])
+        ih = np.minimum(canon[:, 3], gold[:, 3]) - np.maximum(canon[:, 1], gold[:, 1])
+        inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
+        area_p = np.clip(canon[:, 2] - canon[:, 0], 0.0, None) * np.clip(canon[:, 3] - canon[:, 1], 0.0, None)
+        area_g = np.clip(gold[:, 2] - gold[:, 0], 0.0, None) * np.clip(gold[:, 3] - gold[:, 1], 0.0, None)
+        union = area_p + area_g - inter
+        values = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    values = np.where(finite & gold_finite & np.isfinite(values), np.clip(values, 0.0, 1.0), 0.0)
+    values = np.where(empty_gold, hit_empty.astype(np.float64), values)
+    canon_lists = canon.tolist()
+    pred_boxes = [
+        pred_raw[i] if empty_gold[i] else ([canon_lists[i]] if finite[i] else []) for i in range(n)
+    ]
+    right = np.where(empty_gold, -1, right).astype(np.int8)
+    return ScoreColumns(values, right, parsed, format_ok, gold_valid, pred_boxes, pred_image)
+
+
 def score_rows(
     predictions: Sequence[Any],
     references: Sequence[Any],
@@ -103,6 +257,37 @@ def score_rows(
         if column is not None and len(column) != n:
             raise ValueError(f"`{name}` has {len(column)} entries for {n} predictions")
     spec = FrameSpec(frame, min_pixels, max_pixels, factor)
+    return _score_columns(predictions, references, target_images, image_sizes, resized_sizes, spec,
+                          require_think).rows()  # fmt: skip
+
+
+def _score_columns(
+    predictions: Sequence[Any],
+    references: Sequence[Any],
+    target_images: Sequence[Any] | None,
+    image_sizes: Sequence[Any] | None,
+    resized_sizes: Sequence[Any] | None,
+    spec: FrameSpec,
+    require_think: bool,
+) -> ScoreColumns:
+    """Raw answers go through `_score_texts`; parsed ones (`Prediction`, mappings) through `_score_parsed`."""
+    if not any(isinstance(p, (Mapping, Prediction)) for p in predictions):
+        return _score_texts(predictions, references, target_images, image_sizes, resized_sizes, spec, require_think)
+    return ScoreColumns.from_rows(
+        _score_parsed(predictions, references, target_images, image_sizes, resized_sizes, spec, require_think)
+    )
+
+
+def _score_parsed(
+    predictions: Sequence[Any],
+    references: Sequence[Any],
+    target_images: Sequence[Any] | None,
+    image_sizes: Sequence[Any] | None,
+    resized_sizes: Sequence[Any] | None,
+    spec: FrameSpec,
+    require_think: bool,
+) -> list[RowScore]:
+    """The per-row path, for inputs mixing parsed predictions (`Prediction`, mappings) with raw answers."""
     fmt = FormatReward(require_think=require_think)
     rows = []
     for i, pred in enumerate(predictions):
@@ -146,20 +331,22 @@ def score_rows(
     return rows
 
 
-def aggregate(rows: Sequence[RowScore], thresholds: Sequence[float] = THRESHOLDS) -> dict[str, float | None]:
+def aggregate(
+    rows: Sequence[RowScore] | ScoreColumns, thresholds: Sequence[float] = THRESHOLDS
+) -> dict[str, float | None]:
     """The metric keys over a group of scored rows (all fractions; `None` where undefined)."""
-    if not rows:
+    columns = rows if isinstance(rows, ScoreColumns) else ScoreColumns.from_rows(rows)
+    if not len(columns.iou):
         return {}
-    ious = np.fromiter((r.iou for r in rows), dtype=np.float64, count=len(rows))
+    ious = columns.iou
     out: dict[str, float | None] = {f"acc@{t:g}": float((ious >= t).mean()) for t in thresholds}
-    strict = np.array([r.iou >= 0.5 and r.right_image is not False for r in rows])
-    out["strict_acc@0.5"] = float(strict.mean())
+    out["strict_acc@0.5"] = float(((ious >= 0.5) & (columns.right != 0)).mean())
     out["miou"] = float(ious.mean())
-    out["parse_fail_rate"] = float(np.mean([not r.parsed for r in rows]))
-    known = [r for r in rows if r.right_image is not None]
-    out["wrong_image_rate"] = float(np.mean([r.parsed and not r.right_image for r in known])) if known else None
-    formats = [r.format_ok for r in rows if r.format_ok is not None]
-    out["format_rate"] = float(np.mean(formats)) if formats else None
+    out["parse_fail_rate"] = float((~columns.parsed).mean())
+    known = columns.right >= 0
+    out["wrong_image_rate"] = float((columns.parsed[known] & (columns.right[known] == 0)).mean()) if known.any() else None
+    judged = columns.format_ok >= 0
+    out["format_rate"] = float(columns.format_ok[judged].mean()) if judged.any() else None
     return out
 
 
@@ -209,18 +396,22 @@ def compute_grounding_metrics(
 
     ```
     """
-    rows = score_rows(predictions, references, target_images, image_sizes, resized_sizes, frame, min_pixels,
-                      max_pixels, factor, require_think)  # fmt: skip
-    result: dict[str, Any] = {"overall": aggregate(rows)}
-    labels = list(ids) if ids is not None else list(range(len(rows)))
-    result["flags"] = {"invalid_gold": [labels[i] for i, r in enumerate(rows) if not r.gold_valid]}
+    n = len(predictions)
+    if len(references) != n:
+        raise ValueError(f"got {n} predictions and {len(references)} references; pass one reference per prediction")
+    for name, column in (("target_images", target_images), ("image_sizes", image_sizes),
+                         ("resized_sizes", resized_sizes), ("tasks", tasks), ("ids", ids)):  # fmt: skip
+        if column is not None and len(column) != n:
+            raise ValueError(f"`{name}` has {len(column)} entries for {n} predictions")
+    spec = FrameSpec(frame, min_pixels, max_pixels, factor)
+    columns = _score_columns(predictions, references, target_images, image_sizes, resized_sizes, spec, require_think)
+    result: dict[str, Any] = {"overall": aggregate(columns)}
+    labels = list(ids) if ids is not None else list(range(n))
+    result["flags"] = {"invalid_gold": [labels[i] for i in np.flatnonzero(~columns.gold_valid)]}
     if tasks is not None:
-        if len(tasks) != len(rows):
-            raise ValueError(f"`tasks` has {len(tasks)} entries for {len(rows)} predictions")
-        per_task: dict[str, list[RowScore]] = {}
-        for task, row in zip(tasks, rows):
-            per_task.setdefault(str(task), []).append(row)
-        result["tasks"] = {t: {"n": len(rs), **aggregate(rs)} for t, rs in sorted(per_task.items())}
+        names, inverse = np.unique(np.asarray([str(t) for t in tasks], dtype=object), return_inverse=True)
+        per_task = {str(name): np.flatnonzero(inverse == k) for k, name in enumerate(names)}
+        result["tasks"] = {t: {"n": len(index), **aggregate(columns.take(index))} for t, index in sorted(per_task.items())}
         if set(per_task) <= set(MIG_BENCH_TASKS):
             accs = [result["tasks"][t]["acc@0.5"] for t in per_task]
             result["mig_bench_avg_acc@0.5"] = float(np.mean(accs))

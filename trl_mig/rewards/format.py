@@ -40,9 +40,8 @@ class FormatReward:
     def __repr__(self) -> str:
         return f"FormatReward(require_think={self.require_think})"
 
-    def score(self, completion: Any) -> float:
-        """1.0 or 0.0 for one completion (string or messages)."""
-        text = completion_text(completion)
+    def _match(self, text: str) -> re.Match | None:
+        """The layout match when the tags and their layout are right (the answer not yet read), else `None`."""
         counts = [text.count(tag) for tag in _TAGS]
         if self.require_think:
             match = _THINK_ANSWER_RE.fullmatch(text)
@@ -50,7 +49,21 @@ class FormatReward:
         else:
             match = _ANSWER_ONLY_RE.fullmatch(text)
             ok = counts == [0, 0, 1, 1] and match is not None
-        return 1.0 if ok and parse_answer(match.group(match.lastindex)) is not None else 0.0
+        return match if ok else None
+
+    def layout_ok(self, text: str) -> bool:
+        """Whether the tags and their layout are right, without reading the answer.
+
+        With the layout right, the answer block is exactly what `parse_answer(text)` reads (`answer_region`), so
+        `score(text) == (layout_ok(text) and parse_answer(text) is not None)`: the metrics use this to parse each
+        answer once.
+        """
+        return self._match(text) is not None
+
+    def score(self, completion: Any) -> float:
+        """1.0 or 0.0 for one completion (string or messages)."""
+        match = self._match(completion_text(completion))
+        return 1.0 if match is not None and parse_answer(match.group(match.lastindex)) is not None else 0.0
 
     def __call__(self, completions: list[Any], **kwargs: Any) -> list[float]:
         """Args:
