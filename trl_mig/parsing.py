@@ -206,8 +206,8 @@ def _parse_json_like(region: str) -> Prediction | None:
     # fast path: the one shape the templates ask for; anything else takes the general parser below
     match = _CANONICAL_JSON_RE.fullmatch(region)
     if match is not None:
-        image, *coords = match.groups()
-        return Prediction((tuple(map(float, coords)),), (int(image) - 1,), "json")  # type: ignore[arg-type]
+        image, x1, y1, x2, y2 = match.groups()
+        return Prediction(((float(x1), float(y1), float(x2), float(y2)),), (int(image) - 1,), "json")
     boxes: list[tuple[float, float, float, float]] = []
     images: list[int | None] = []
     spans: list[tuple[int, int]] = []
