@@ -17,9 +17,13 @@ What the builder does:
 - bad records (training source: skipped by default, counted per reason; `--strict` stops at the first, naming the
   record id): missing/unreadable image, wrong image count, unknown task, unparsable answer, box far outside the image.
 
-Streaming: the JSON array is decoded one record at a time and rows go to parquet shards of `--shard-rows` rows, so
-memory stays flat over 630k rows. Shards are written into a staging folder beside `--output-dir`, renamed
-`data/train-XXXXX-of-XXXXX.parquet` once counted, and the folder moved into place only when complete.
+Subsets: MGrounding's `type` names a subset; each gets its own config, so `load_dataset(OUT, "gg_train")` loads
+one and `load_dataset(OUT)` (the `default` config) loads them all. Layout: `OUT/data/<type>/train-*-of-*.parquet`,
+the card listing `default` (`data/*/train-*.parquet`) and one config per subset present, with rows per subset.
+
+Streaming: the JSON array is decoded one record at a time and rows go to parquet (one open shard writer per subset,
+each holding at most one row group), so memory stays flat over 630k rows. Shards are written into a staging folder
+beside `--output-dir`, renamed `...-i-of-n.parquet` once counted, and the folder moved into place only when complete.
 """
 
 from __future__ import annotations
@@ -27,8 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -42,7 +44,7 @@ from trl_mig.schema import features, format_box_tag, validate_row
 
 from . import writer
 from .decontaminate import decontaminate_field
-from .writer import DEFAULT_SHARD_ROWS, render_dataset_card
+from .writer import DEFAULT_SHARD_ROWS, ParquetShardWriter, render_dataset_card, staging_dir
 
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,8 @@ TASKS = {
     "refer_train": "refer_grounding",
     "region_train": "region",
 }
+#: schema task -> the subset (config) name its rows are published under: MGrounding's own `type` spelling
+SUBSETS = {task: subset for subset, task in TASKS.items()}
 #: types whose answers are descriptions, not boxes
 REGION_DESCRIPTION = ("gg_reg", "region_description")
 REGION_DESCRIPTION_REASON = "region description (no gold box)"
@@ -87,7 +91,7 @@ class BuildArguments:
         metadata={"help": "Stop at the first bad record, naming its id (default: skip it and count the reason)."},
     )
     limit: int | None = field(default=None, metadata={"help": "Read only the first N records (smoke tests)."})
-    shard_rows: int = field(default=DEFAULT_SHARD_ROWS, metadata={"help": "Rows per parquet shard (and in memory)."})
+    shard_rows: int = field(default=DEFAULT_SHARD_ROWS, metadata={"help": "Rows per parquet shard of each subset."})
     repo_id: str = field(default="<org>/mgrounding", metadata={"help": "Hub id written in the card's usage snippet."})
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir."})
     decontaminate_against: list[str] = decontaminate_field()
@@ -317,61 +321,50 @@ def convert_record(
     return rows, counts
 
 
-class _ShardWriter:
-    """Writes rows to `staging/data` in shards of `shard_rows`; `close()` names them `train-i-of-n.parquet`."""
+class _SubsetWriters:
+    """One `ParquetShardWriter` per subset, opened when the subset's first row comes (`staging/data/<subset>/`)."""
 
     def __init__(self, staging: Path, shard_rows: int) -> None:
-        self.data, self.shard_rows, self.rows, self.files, self.total = staging / "data", shard_rows, [], [], 0
+        self.data, self.shard_rows, self.writers = staging / "data", shard_rows, {}
         self.data.mkdir(parents=True)
 
-    def add(self, rows: list[dict[str, Any]]) -> None:
-        self.rows.extend(rows)
-        while len(self.rows) >= self.shard_rows:
-            self._flush(self.rows[: self.shard_rows])
-            del self.rows[: self.shard_rows]
+    def add(self, subset: str, rows: list[dict[str, Any]]) -> None:
+        if subset not in self.writers:
+            self.writers[subset] = ParquetShardWriter(self.data / subset, SPLIT, features(), self.shard_rows)
+        self.writers[subset].extend(rows)
 
-    def _flush(self, rows: list[dict[str, Any]]) -> None:
-        from datasets import Dataset
+    def close(self) -> dict[str, int]:
+        """Rows per subset (sorted by name); a build with no row at all writes one empty `data/train-...` shard."""
+        if not self.writers:
+            ParquetShardWriter(self.data, SPLIT, features(), self.shard_rows).close()
+        for shards in self.writers.values():
+            shards.close()
+        return {name: self.writers[name].total for name in sorted(self.writers)}
 
-        schema = features()
-        dataset = (
-            Dataset.from_list(rows, features=schema)
-            if rows
-            else Dataset.from_dict({k: [] for k in schema}, features=schema)
-        )
-        path = self.data / f".shard-{len(self.files):05d}.parquet"
-        dataset.to_parquet(str(path))
-        self.files.append(path)
-        self.total += len(rows)
 
-    def close(self) -> int:
-        if self.rows or not self.files:  # an empty build is still one valid, loadable (empty) shard
-            self._flush(self.rows)
-            self.rows = []
-        n = len(self.files)
-        for i, path in enumerate(self.files):
-            path.rename(self.data / f"{SPLIT}-{i:05d}-of-{n:05d}.parquet")
-        return self.total
+def _open_index(dirs: list[str]) -> Any:
+    if not dirs:
+        return None
+    from .decontaminate import BenchmarkIndex
+
+    return BenchmarkIndex.from_dirs(dirs)
 
 
 def build(args: BuildArguments) -> dict[str, Any]:
-    """Convert the annotation file, streaming; write parquet shards + card atomically. Returns what was written."""
+    """Convert the annotation file, streaming; write parquet shards (one family per subset) + card atomically.
+
+    Returns what was written: rows per split, per subset (`config_rows`) and per task, records read, skips, repairs.
+    """
     annotations, root, output_dir = Path(args.annotations), Path(args.image_root), Path(args.output_dir)
     if not annotations.is_file():
         raise ValueError(f"annotation file {annotations} does not exist; pass --annotations MGrounding-630k.json")
     if output_dir.exists() and any(output_dir.iterdir()) and not args.overwrite:
         raise ValueError(f"{output_dir} exists and is not empty; pass overwrite=True (`--overwrite`) to replace it")
     default_type = annotations.name
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
     skipped, totals, task_rows, repairs, n_records = Counter(), Counter(), Counter(), [], 0
-    try:
-        writer = _ShardWriter(staging, args.shard_rows)
-        index = None
-        if args.decontaminate_against:
-            from .decontaminate import BenchmarkIndex
-
-            index = BenchmarkIndex.from_dirs(args.decontaminate_against)
+    with staging_dir(output_dir) as staging:
+        writers = _SubsetWriters(staging, args.shard_rows)
+        index = _open_index(args.decontaminate_against)
         for position, record in enumerate(iter_json_records(annotations)):
             if args.limit is not None and position >= args.limit:
                 break
@@ -388,24 +381,20 @@ def build(args: BuildArguments) -> dict[str, Any]:
             if hit is not None:  # every turn of a record shares its images
                 skipped[f"decontamination: an image is in benchmark set `{hit}`"] += 1
                 continue
-            writer.add(rows)
+            writers.add(SUBSETS[rows[0]["task"]], rows)
             totals.update(counts)
             task_rows[rows[0]["task"]] += len(rows)
             if counts["repaired"] and len(repairs) <= MAX_LISTED_REPAIRS:
                 repairs.extend(row["id"] for row in rows)
-        total = writer.close()
-        card = _card(args, total, task_rows, skipped, totals, repairs, n_records)
+        config_rows = writers.close()
+        total = sum(config_rows.values())
+        card = _card(args, total, task_rows, skipped, totals, repairs, n_records, config_rows)
         (staging / "README.md").write_text(card)
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        staging.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    logger.info("wrote %s: %d rows, skipped %s", output_dir, total, dict(skipped))
+    logger.info("wrote %s: %d rows %s, skipped %s", output_dir, total, config_rows, dict(skipped))
     return {
         "output_dir": str(output_dir),
         "rows": {SPLIT: total},
+        "config_rows": config_rows,
         "records": n_records,
         "repaired": totals["repaired"],
         "skipped": dict(skipped),
@@ -413,7 +402,20 @@ def build(args: BuildArguments) -> dict[str, Any]:
     }
 
 
-def _card(args, total, task_rows, skipped, totals, repairs, n_records) -> str:
+def _config_table(config_rows: Mapping[str, int], repo_id: str) -> dict[str, Any]:
+    """The card's "Configs" table: rows per subset, and how to load one."""
+    rows = [["`default`", "every subset", sum(config_rows.values())]]
+    rows += [[f"`{name}`", TASKS[name], n] for name, n in config_rows.items()]
+    example = next(iter(config_rows), "gg_train")
+    return {
+        "columns": ["config", "task", "rows"],
+        "rows": rows,
+        "note": f'One config per MGrounding subset (`type`): `load_dataset("{repo_id}", "{example}")` loads one, '
+        f'`load_dataset("{repo_id}")` (the `default` config) all of them.',
+    }
+
+
+def _card(args, total, task_rows, skipped, totals, repairs, n_records, config_rows) -> str:
     listed = repairs if totals["repaired"] <= MAX_LISTED_REPAIRS else []
     return render_dataset_card(
         pretty_name="MGrounding-630k (trl-mig schema)",
@@ -428,6 +430,8 @@ def _card(args, total, task_rows, skipped, totals, repairs, n_records) -> str:
         license="other",
         repo_id=args.repo_id,
         task_rows=dict(task_rows),
+        configs=list(config_rows),
+        extra_tables={"Configs": _config_table(config_rows, args.repo_id)} if config_rows else None,
         repairs=listed,
         skipped=dict(skipped),
         extra_stats={

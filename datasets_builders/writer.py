@@ -3,7 +3,11 @@
 Every builder ends here. The set is written into a temporary folder beside `output_dir` and moved into place only
 when every split and the card are written, so an interrupted or failing build never leaves half a dataset behind.
 Layout (DESIGN.md section 3): `OUT/README.md` + `OUT/data/<split>-<i>-of-<n>.parquet`, readable by
-`datasets.load_dataset(OUT)`.
+`datasets.load_dataset(OUT)`. A source with subsets (MGrounding's `type`) writes `OUT/data/<config>/<split>-...`
+instead: one config per subset plus a `default` config holding them all (`render_dataset_card(configs=...)`).
+
+Builders that stream (`mgrounding`, `synthetic`) write rows through `ParquetShardWriter`, which holds at most one
+parquet row group in memory, so their peak memory does not grow with the number of rows.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import logging
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 #: rows per parquet shard: small enough to stream, large enough to keep file counts low
 DEFAULT_SHARD_ROWS = 2000
+#: rows per parquet row group of a streamed shard (what `ParquetShardWriter` holds in memory); 100 is the row group
+#: size `datasets` long used for image sets: one random access reads one group
+ROW_GROUP_ROWS = 100
 
 _CITATION = """@article{mig-r1-2025,
   title={Improving the Reasoning of Multi-Image Grounding in MLLMs via Reinforcement Learning},
@@ -56,23 +64,22 @@ def render_dataset_card(
     extra_tables: Mapping[str, Mapping[str, Any]] | None = None,
     source_note: str = "",
     metadata: Mapping[str, Any] | None = None,
+    configs: Sequence[str] = (),
 ) -> str:
     """Render `hub_cards/dataset_card.md.j2` with `huggingface_hub`'s card machinery (metadata validated as YAML).
 
     `extra_tables` maps a section title to `{"columns": [...], "rows": [[...], ...], "note": "..."}` (note optional),
-    e.g. the rejection sampler's kept/dropped counts per task.
+    e.g. the rejection sampler's kept/dropped counts per task. `configs` names the subsets of a multi-config set
+    (files under `data/<config>/`); see `card_configs`.
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    splits = list(split_rows)
     card_data = DatasetCardData(
         license=license,
         pretty_name=pretty_name,
         tags=["trl-mig", "multi-image", "grounding"],
         task_categories=["image-text-to-text"],
-        configs=[
-            {"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in splits]}
-        ],
+        configs=card_configs(list(split_rows), configs),
         trl_mig={"builder": builder, "version": __version__, **dict(metadata or {})},
     )
     card = DatasetCard.from_template(
@@ -94,6 +101,158 @@ def render_dataset_card(
         citation=_CITATION,
     )
     return str(card)
+
+
+def card_configs(splits: Sequence[str], configs: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The card's `configs:` entries: one `default` config over `data/<split>-*.parquet`, or, with `configs`, a
+    `default` config over every `data/*/<split>-*.parquet` plus one config per name over `data/<name>/`.
+
+    Why explicit entries: `load_dataset(OUT, "gg_train")` and the Hub viewer find a config's files from the card only.
+
+    Example:
+    ```python
+    >>> card_configs(["train"], ["gg_train"])[1]
+    {'config_name': 'gg_train', 'data_files': [{'split': 'train', 'path': 'data/gg_train/train-*.parquet'}]}
+
+    ```
+    """
+    if not configs:
+        return [
+            {"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in splits]}
+        ]
+    if "default" in configs:
+        raise ValueError(f"a subset may not be named 'default' (it names the config holding every row): {configs}")
+    entries = [
+        {
+            "config_name": "default",
+            "data_files": [{"split": s, "path": f"data/*/{s}-*.parquet"} for s in splits],
+            "default": True,
+        }
+    ]
+    for name in configs:
+        files = [{"split": s, "path": f"data/{name}/{s}-*.parquet"} for s in splits]
+        entries.append({"config_name": name, "data_files": files})
+    return entries
+
+
+class ParquetShardWriter:
+    """Streams rows into `folder/<split>-XXXXX-of-XXXXX.parquet`, `shard_rows` rows per file, one row group at a time.
+
+    Why: holding a whole split (or a whole shard: 2,000 rows of encoded images are over a GiB) before writing makes a
+    build's memory grow with its size. Here at most `row_group_rows` rows are held; each group is converted with
+    `datasets` (same Arrow encoding and schema metadata as `Dataset.to_parquet`) and appended to the open file. Files
+    are written under hidden names and renamed `...-i-of-n` by `close()`, once `n` is known; a build that fails before
+    then leaves only hidden files in its staging folder, which the builder removes.
+
+    Args:
+        folder (`Path`): where the shards go (created).
+        split (`str`): the split name that opens every file name.
+        features (`datasets.Features`): the schema.
+        shard_rows (`int`): rows per file.
+        row_group_rows (`int`, *optional*, defaults to `ROW_GROUP_ROWS`): rows per row group, held in memory.
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        split: str,
+        features: Any,
+        shard_rows: int = DEFAULT_SHARD_ROWS,
+        row_group_rows: int = ROW_GROUP_ROWS,
+    ) -> None:
+        if shard_rows < 1 or row_group_rows < 1:
+            raise ValueError(f"shard_rows and row_group_rows must be >= 1, got {shard_rows} and {row_group_rows}")
+        self.folder, self.split, self.features = Path(folder), split, features
+        self.shard_rows, self.group_rows = shard_rows, min(row_group_rows, shard_rows)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.total, self.files, self._pending, self._writer, self._in_file = 0, [], [], None, 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Queue one row; a full row group is written at once."""
+        self._pending.append(row)
+        if len(self._pending) >= min(self.group_rows, self.shard_rows - self._in_file):
+            self._flush()
+
+    def extend(self, rows: Iterable[dict[str, Any]]) -> None:
+        for row in rows:
+            self.add(row)
+
+    def _open(self) -> None:
+        import pyarrow.parquet as pq
+        from datasets import config
+        from datasets.arrow_writer import get_parquet_column_options
+
+        schema = self.features.arrow_schema
+        path = self.folder / f".{self.split}-{len(self.files):05d}.parquet"
+        self._writer = pq.ParquetWriter(
+            str(path),
+            schema=schema,
+            use_content_defined_chunking=config.DEFAULT_CDC_OPTIONS,
+            write_page_index=True,
+            **get_parquet_column_options(self.features, schema),
+        )
+        self.files.append(path)
+        self._in_file = 0
+
+    def _flush(self) -> None:
+        from datasets import Dataset
+
+        if self._writer is None:
+            self._open()
+        if self._pending:
+            table = Dataset.from_list(self._pending, features=self.features).data.table
+            self._writer.write_table(table)
+            self._in_file += len(self._pending)
+            self.total += len(self._pending)
+            self._pending = []
+        if self._in_file >= self.shard_rows:
+            self._close_file()
+
+    def _close_file(self) -> None:
+        import json
+
+        from datasets import config
+
+        self._writer.add_key_value_metadata({"content_defined_chunking": json.dumps(config.DEFAULT_CDC_OPTIONS)})
+        self._writer.close()
+        self._writer = None
+
+    def close(self) -> list[Path]:
+        """Write what is queued and name the files `<split>-i-of-n.parquet`; an empty split is one file with no rows.
+
+        Returns:
+            the final paths, in order.
+        """
+        if self._pending or self._writer is not None or not self.files:
+            self._flush()
+        if self._writer is not None:
+            self._close_file()
+        n = len(self.files)
+        final = [self.folder / f"{self.split}-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
+        for path, target in zip(self.files, final):
+            path.rename(target)
+        self.files = final
+        return final
+
+
+@contextmanager
+def staging_dir(output_dir: str | Path) -> Iterator[Path]:
+    """A fresh folder beside `output_dir` to write a set into; moved onto `output_dir` (replacing it) when the block
+    ends normally, removed when it raises. Why beside: the final `rename` stays on one file system, hence atomic.
+
+    The caller checks first that `output_dir` may be replaced (empty, or `--overwrite`).
+    """
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    try:
+        yield staging
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        staging.rename(output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def write_dataset(
@@ -122,11 +281,9 @@ def write_dataset(
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
         raise ValueError(f"{output_dir} exists and is not empty; pass overwrite=True (`--overwrite`) to replace it")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
-    try:
+    counts: dict[str, int] = {}
+    with staging_dir(output_dir) as staging:
         (staging / "data").mkdir()
-        counts: dict[str, int] = {}
         for split, rows in splits.items():
             rows = list(rows)
             if rows:
@@ -139,12 +296,6 @@ def write_dataset(
                 shard.to_parquet(str(staging / "data" / f"{split}-{i:05d}-of-{n_shards:05d}.parquet"))
             counts[split] = len(dataset)
         (staging / "README.md").write_text(card)
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        staging.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info("wrote %s: %s", output_dir, counts)
     return counts
 

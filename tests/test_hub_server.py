@@ -147,6 +147,75 @@ def test_push_dataset_round_trip(synthetic_set, tmp_path):
     assert _digest(synthetic_set) == before  # local files untouched
 
 
+@pytest.fixture(scope="module")
+def mgrounding_set(tmp_path_factory) -> Path:
+    """A small MGrounding build with two subsets (configs `gg_train`, `ot_train`) beside `default`."""
+    from test_mgrounding_builder import _images, _two_subsets, _write
+
+    from trl_mig.datasets_builders import mgrounding
+
+    root = tmp_path_factory.mktemp("mgrounding")
+    _images(root)
+    annotations = _write(root / "MGrounding-630k.json", _two_subsets(3))
+    out = root / "out"
+    mgrounding.build(mgrounding.BuildArguments(annotations=str(annotations), image_root=str(root), output_dir=str(out),
+                                               shard_rows=2))  # fmt: skip
+    return out
+
+
+_MULTI_CONFIG_CLIENT = """
+    import datasets
+    from trl_mig.hub import push_dataset
+
+    push_dataset(ARGS["path"], "org/mgrounding")
+    result = {"configs": datasets.get_dataset_config_names("org/mgrounding"), "loaded": {}}
+    for config in ARGS["configs"]:
+        cache = ARGS["cache"] + "-" + config
+        hub = datasets.load_dataset("org/mgrounding", config, split="train", cache_dir=cache + "-hub")
+        local = datasets.load_dataset(ARGS["path"], config, split="train", cache_dir=cache + "-local")
+        result["loaded"][config] = {
+            "ids": list(hub["id"]),
+            "local_ids": list(local["id"]),
+            "equal": hub.data.table.equals(local.data.table),  # rows and image bytes
+            "features_equal": hub.features == local.features,
+        }
+    print(json.dumps(result))
+"""
+
+
+def test_push_multi_config_dataset_round_trip(mgrounding_set, tmp_path):
+    before = _digest(mgrounding_set)
+    configs = ["default", "gg_train", "ot_train"]
+    with HubServer(token=TOKEN) as server:
+        result = _run_client(server, _MULTI_CONFIG_CLIENT, tmp_path, path=str(mgrounding_set), configs=configs,
+                             cache=str(tmp_path / "cache"))  # fmt: skip
+        assert not server.unhandled
+        files = server.files("org/mgrounding", repo_type="dataset")
+        commits = server.commits("org/mgrounding", repo_type="dataset")
+        _assert_no_token_stored(server)
+
+    assert sorted(result["configs"]) == configs
+    local = {str(p.relative_to(mgrounding_set)) for p in (mgrounding_set / "data").rglob("*.parquet")}
+    assert {p for p in files if p.endswith(".parquet")} == local  # the layout, as built
+    assert {p.split("/")[1] for p in local} == {"gg_train", "ot_train"}
+    assert [c.title for c in commits] == ["initial commit", "Upload dataset card", "Upload data (default config)"]
+    loaded = result["loaded"]
+    assert loaded["gg_train"]["ids"] == [f"gg-{i}:0" for i in range(3)]
+    assert loaded["ot_train"]["ids"] == [f"ot-{i}:0" for i in range(3)]
+    assert sorted(loaded["default"]["ids"]) == sorted(loaded["gg_train"]["ids"] + loaded["ot_train"]["ids"])
+    for config in configs:
+        assert loaded[config]["ids"] == loaded[config]["local_ids"]
+        assert loaded[config]["equal"] and loaded[config]["features_equal"], config
+    assert _digest(mgrounding_set) == before
+
+
+def test_push_multi_config_dataset_refuses_a_config_name(mgrounding_set):
+    from trl_mig.hub import push_dataset
+
+    with pytest.raises(ValueError, match=r"already has several configs \(default, gg_train, ot_train\).*nothing was"):
+        push_dataset(mgrounding_set, "org/mgrounding", config_name="extra", token=TOKEN)  # refused before any request
+
+
 @pytest.mark.parametrize("builder", ["mig_bench", "mc_bench"])
 def test_push_dataset_refuses_benchmark_images(synthetic_set, tmp_path, builder):
     from trl_mig.hub import push_dataset

@@ -98,10 +98,16 @@ def test_rows_ids_boxes_and_card(root):
     assert result["rows"] == {"train": 5}
     assert result["skipped"] == {REGION_DESCRIPTION_REASON: 1}
     assert result["task_rows"] == {"group_grounding": 2, "object_tracking": 1, "region": 1, "common_object": 1}
-    assert sorted(p.name for p in (out / "data").iterdir()) == [f"train-0000{i}-of-00003.parquet" for i in range(3)]
+    assert result["config_rows"] == {"common_train": 1, "gg_train": 2, "ot_train": 1, "region_train": 1}
+    assert sorted(str(p.relative_to(out / "data")) for p in (out / "data").rglob("*.parquet")) == [
+        "common_train/train-00000-of-00001.parquet",
+        "gg_train/train-00000-of-00001.parquet",  # shard_rows=2: both gg-1 turns in one file
+        "ot_train/train-00000-of-00001.parquet",
+        "region_train/train-00000-of-00001.parquet",
+    ]
     ds = load_schema_dataset(str(out), split="train")
     rows = {r["id"]: r for r in ds.remove_columns("images")}
-    assert list(rows) == ["gg-1:0", "gg-1:1", "ot-1:0", "rg-1:0", "inv:0"]
+    assert list(rows) == ["inv:0", "gg-1:0", "gg-1:1", "ot-1:0", "rg-1:0"]  # by subset, then in source order
     first = rows["gg-1:0"]
     assert first["question"] == "Find the red umbrella among the images."
     assert first["target_image"] == [2] and first["task"] == "group_grounding" and first["source"] == "mgrounding"
@@ -113,7 +119,7 @@ def test_rows_ids_boxes_and_card(root):
     assert rows["rg-1:0"]["target_image"] == [0]  # one image
     assert rows["inv:0"]["solution"][0] == pytest.approx([0.1, 0.2, 0.6, 0.7], abs=1e-6)  # repaired once
     assert result["repaired"] == 1
-    image = ds[0]["images"][2]
+    image = ds[1]["images"][2]  # gg-1:0
     assert image.size == SIZES["c.png"]
     card = (out / "README.md").read_text()
     assert REGION_DESCRIPTION_REASON in card and "group_grounding" in card and "license: other" in card
@@ -212,7 +218,7 @@ def test_memory_stays_flat(root):
     # measured: json.load alone ~ 3x the build's peak (1 MB read buffer + one 500-row shard); holding all rows too
     # would be far more still
     assert build_peak < load_peak / 2, (build_peak, load_peak)
-    assert len(list((out / "data").glob("train-*-of-00040.parquet"))) == 40
+    assert len(list((out / "data" / "gg_train").glob("train-*-of-00040.parquet"))) == 40
 
 
 def test_decontaminate_against_a_benchmark_set(root):
@@ -228,3 +234,62 @@ def test_decontaminate_against_a_benchmark_set(root):
     assert result["skipped"][reason] == 3  # gg-1, ot-1 and inv use a.jpg; rg-1 (c.png, also flat) is kept
     assert load_schema_dataset(str(out), split="train")["id"] == ["rg-1:0"]
     assert reason in (out / "README.md").read_text()
+
+
+def _two_subsets(n: int = 3, padding: int = 0) -> list:
+    """`n` group-grounding and `n` object-tracking records, interleaved as in the merged file; `padding` characters of
+    an extra field (which the builder ignores) per record."""
+    records = []
+    for i in range(n):
+        answer = f"second image {_box((i, 2, 300, 400))}"
+        records.append(_record(f"gg-{i}", ["a.jpg", "b.jpg"], [("Find it.", answer)]))
+        records.append(_record(f"ot-{i}", ["a.jpg", "c.png"], [("Track it.", _box((5, 6, 70 + i, 80)))], "ot_train"))
+    for record in records if padding else ():
+        record["note"] = "x" * padding
+    return records
+
+
+def test_one_config_per_subset_and_a_default(root, tmp_path):
+    """The card lists `default` (every row) and one config per subset; `load_dataset` resolves each from the card."""
+    from datasets import get_dataset_config_names, load_dataset
+    from huggingface_hub import DatasetCard
+
+    result, out = _build(root, _two_subsets(), shard_rows=2)
+    assert result["config_rows"] == {"gg_train": 3, "ot_train": 3} and result["rows"] == {"train": 6}
+    assert len(list((out / "data" / "gg_train").glob("train-*-of-00002.parquet"))) == 2
+    configs = {c["config_name"]: c for c in DatasetCard.load(out / "README.md").data.configs}
+    assert list(configs) == ["default", "gg_train", "ot_train"] and configs["default"]["default"] is True
+    assert configs["ot_train"]["data_files"] == [{"split": "train", "path": "data/ot_train/train-*.parquet"}]
+    card = (out / "README.md").read_text()
+    assert "| `gg_train` | group_grounding | 3 |" in card and "| `default` | every subset | 6 |" in card
+    assert sorted(get_dataset_config_names(str(out))) == ["default", "gg_train", "ot_train"]
+    for config, prefix in (("gg_train", "gg-"), ("ot_train", "ot-")):
+        subset = load_dataset(str(out), config, split="train", cache_dir=str(tmp_path / f"cache-{config}"))
+        assert subset["id"] == [f"{prefix}{i}:0" for i in range(3)]
+        assert load_schema_dataset(str(out), config, split="train")["id"] == subset["id"]
+    everything = load_dataset(str(out), split="train", cache_dir=str(tmp_path / "cache-default"))
+    assert sorted(everything["id"]) == sorted(f"{p}{i}:0" for p in ("gg-", "ot-") for i in range(3))
+    assert load_schema_dataset(str(out), split="train")["id"] == everything["id"]
+    assert load_schema_dataset(str(out), "default", split="train").num_rows == 6
+    with pytest.raises(ValueError, match=r"has no config 'refer_train'; it has \['default', 'gg_train', 'ot_train'\]"):
+        load_schema_dataset(str(out), "refer_train")
+
+
+def test_subsets_keep_memory_flat_too(root):
+    """Two subsets interleaved: each holds one row group at most, whatever the number of records."""
+    import tracemalloc
+
+    def peak(n: int) -> int:
+        # padded so that both files span several of the reader's 1 MiB chunks: its buffers peak alike in both builds
+        ann = _write(root / f"two-{n}.json", _two_subsets(n, padding=10_000))
+        tracemalloc.start()
+        try:
+            build(BuildArguments(annotations=str(ann), image_root=str(root), output_dir=str(root / f"o{n}"),
+                                 shard_rows=50))  # fmt: skip
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    peak(5)  # warm up
+    small, big = peak(150), peak(600)  # 300 vs 1,200 rows, 50-row groups in two subsets
+    assert big < 1.3 * small, (small, big)

@@ -2,8 +2,9 @@
 
 `push_dataset` uploads a builder's output folder (`README.md` + `data/*.parquet`, DESIGN.md section 3) in two commits:
 the card, then the data (datasets 5.x has no loading scripts; the card's `configs` tell `load_dataset` where the
-parquet files are). Sets built from benchmarks (`trl_mig.builder` in the card is `mig_bench` or `mc_bench`) hold
-benchmark images whose licences rarely allow re-hosting: they are refused unless `include_benchmark_images=True`.
+parquet files are). A multi-config folder (`data/<config>/*.parquet`, e.g. MGrounding's subsets) goes up as it is,
+layout and card configs kept, so `load_dataset(repo_id, "<config>")` works on the Hub as it does locally. Sets built
+from benchmarks (`trl_mig.builder` in the card is `mig_bench` or `mc_bench`) hold benchmark images whose licences rarely allow re-hosting: they are refused unless `include_benchmark_images=True`.
 `push_model` uploads a checkpoint folder (weights, configs, processor, chat template) with its `README.md` card, and
 leaves trainer state (optimizer, RNG, `training_args.bin`, which pickles the hub token) behind.
 
@@ -125,6 +126,24 @@ def _dataset_card_for_hub(card_text: str, repo_id: str, config_name: str | None,
     return str(card)
 
 
+def _local_configs(card_path: Path, data_files: list[Path]) -> list[str]:
+    """Config names of a folder that already has several (card `configs`, or parquet files below `data/<config>/`)."""
+    configs = [
+        str(c.get("config_name")) for c in _card_metadata(card_path).get("configs") or [] if isinstance(c, dict)
+    ]
+    nested = any(file.parent != card_path.parent / "data" for file in data_files)
+    return configs if len(configs) > 1 or nested else []
+
+
+def _refuse_renaming_configs(path: Path, configs: list[str], config_name: str) -> None:
+    """Why refuse: renaming one config of several would either merge the subsets under one name or invent names for
+    them; both silently change what `load_dataset(repo, name)` returns."""
+    raise ValueError(
+        f"{path} already has several configs ({', '.join(configs)}); config_name={config_name!r} would rename them. "
+        "Push it without config_name (its layout and configs are kept), or to a repo of its own (nothing was uploaded)"
+    )
+
+
 def _merge_remote_configs(api, repo_id: str, card_text: str, config_name: str) -> str:
     """Keep the other configs of a card already on the Hub when adding `config_name` to it."""
     from huggingface_hub import DatasetCard
@@ -150,7 +169,7 @@ def push_dataset(
     token: str | None = None,
     include_benchmark_images: bool = False,
 ) -> str:
-    """Push a built dataset folder (`README.md` + `data/*.parquet`) to a Hub dataset repo: the card, then the data.
+    """Push a built dataset folder (`README.md` + `data/**/*.parquet`) to a Hub dataset repo: the card, then the data.
 
     Args:
         path (`str` or `Path`):
@@ -160,9 +179,10 @@ def push_dataset(
         private (`bool`, *optional*, defaults to `False`):
             Create the repo private (ignored when it exists).
         config_name (`str`, *optional*, defaults to `None`):
-            Push as this config: the parquet files go under `<config_name>/` and the card's `configs` entry takes this
-            name, keeping the other configs of a card already on the Hub. `None` pushes the `default` config to
-            `data/`.
+            Push a single-config folder as this config: the parquet files go under `<config_name>/` and the card's
+            `configs` entry takes this name, keeping the other configs of a card already on the Hub. `None` pushes the
+            folder as it is: `data/` with the card's configs (`default`, plus one per subset for a multi-config
+            folder). A folder that already has several configs is refused with a `config_name`.
         token (`str`, *optional*, defaults to `None`):
             Hub token; `None` uses `HF_TOKEN` or the saved login. Never logged.
         include_benchmark_images (`bool`, *optional*, defaults to `False`):
@@ -173,8 +193,8 @@ def push_dataset(
 
     Raises:
         `FileNotFoundError`: the card or the parquet files are missing. `ValueError`: a benchmark set without
-        `include_benchmark_images=True`, or a file holding the token. `HubPushError`: the Hub refused or could not be
-        reached; the message says what to re-run.
+        `include_benchmark_images=True`, a file holding the token, or `config_name` for a multi-config folder.
+        `HubPushError`: the Hub refused or could not be reached; the message says what to re-run.
     """
     from huggingface_hub import CommitOperationAdd, HfApi
 
@@ -182,9 +202,12 @@ def push_dataset(
     card_path = path / "README.md"
     if not card_path.is_file():
         raise FileNotFoundError(f"{card_path} is missing: push a builder's output folder (`trl-mig build ...`)")
-    data_files = sorted((path / "data").glob("*.parquet"))
+    data_files = sorted((path / "data").rglob("*.parquet"))
     if not data_files:
         raise FileNotFoundError(f"no parquet files in {path / 'data'}: push a builder's output folder")
+    configs = _local_configs(card_path, data_files)
+    if config_name is not None and configs:
+        _refuse_renaming_configs(path, configs, config_name)
     metadata = _card_metadata(card_path)
     if _is_benchmark_set(metadata) and not include_benchmark_images:
         builder = (metadata.get("trl_mig") or {}).get("builder")
@@ -222,7 +245,10 @@ def push_dataset(
         )
         step = f"uploading {len(data_files)} parquet file(s) of {path} to {repo_id}"
         logger.info("pushing %d parquet file(s) of %s to dataset %s", len(data_files), path, repo_id)
-        operations = [CommitOperationAdd(f"{data_prefix}{file.name}", str(file)) for file in data_files]
+        operations = [
+            CommitOperationAdd(f"{data_prefix}{file.relative_to(path / 'data').as_posix()}", str(file))
+            for file in data_files
+        ]
         info = api.create_commit(
             repo_id,
             operations,

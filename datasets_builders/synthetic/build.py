@@ -1,4 +1,8 @@
-"""`trl-mig build synthetic`: generate the splits, validate every row, write parquet + dataset card atomically."""
+"""`trl-mig build synthetic`: generate the splits, validate every row, write parquet + dataset card atomically.
+
+Streaming: rows are written to parquet shards as they are generated and the card's counts tallied on the way, so the
+build's memory stays flat as `--num_train` grows (the rows themselves depend only on seed, split and index).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import io
 import logging
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +20,8 @@ from typing import Any
 from trl_mig.schema import features, validate_row
 
 from ..decontaminate import decontaminate_field
-from ..writer import DEFAULT_SHARD_ROWS, count_by, render_dataset_card, write_dataset
-from .rows import DEFAULT_TASK_WEIGHTS, GENERATOR_VERSION, generate_rows, parse_tasks
+from ..writer import DEFAULT_SHARD_ROWS, ParquetShardWriter, render_dataset_card, staging_dir
+from .rows import DEFAULT_TASK_WEIGHTS, GENERATOR_VERSION, iter_rows, parse_tasks
 from .sampling import GeneratorConfig
 from .tasks import target_rules
 
@@ -105,12 +111,17 @@ class BuildArguments:
         )
 
 
+#: rows per job handed to a worker process: small, so that few encoded rows wait in memory at any time
+_JOB_ROWS = 16
+
+
 def _chunk(job: tuple) -> list[dict[str, Any]]:
     """Rows `start .. start + n - 1` of a split, images encoded as PNG (the costly part of writing, done here)."""
     split, start, n, seed, weights, config, compress_level = job
-    rows = generate_rows(split, n, seed, tasks=weights, config=config, start=start)
-    for row in rows:
+    rows = []
+    for row in iter_rows(split, n, seed, tasks=weights, config=config, start=start):
         row["images"] = [{"bytes": _png(image, compress_level), "path": None} for image in row["images"]]
+        rows.append(row)
     return rows
 
 
@@ -120,27 +131,57 @@ def _png(image, compress_level: int) -> bytes:
     return buffer.getvalue()
 
 
-def _generate(split: str, n: int, args: BuildArguments, weights: dict[str, float]) -> list[dict[str, Any]]:
-    """Rows of `split` with PNG-encoded images, in `num_workers` processes; the rows do not depend on it."""
+def _generate(split: str, n: int, args: BuildArguments, weights: dict[str, float]) -> Iterator[dict[str, Any]]:
+    """Rows of `split` in order, PNG-encoded, from `num_workers` processes; the rows do not depend on it.
+
+    Why jobs of `_JOB_ROWS` rows and a bounded queue: the consumer writes each row as it comes, and at most
+    `2 * num_workers` jobs are in flight, so memory stays flat however many rows the split has.
+    """
     config, level = args.generator_config(), args.png_compress_level
+    jobs = ((split, s, min(_JOB_ROWS, n - s), args.seed, weights, config, level) for s in range(0, n, _JOB_ROWS))
     if args.num_workers == 1 or n < 2 * args.num_workers:
-        return _chunk((split, 0, n, args.seed, weights, config, level))
-    step = -(-n // (4 * args.num_workers))
-    jobs = [(split, s, min(step, n - s), args.seed, weights, config, level) for s in range(0, n, step)]
+        for job in jobs:
+            yield from _chunk(job)
+        return
     # spawn: a forked child of a process with threads may deadlock (and Python warns about it)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.num_workers, mp_context=context) as pool:
-        return [row for rows in pool.map(_chunk, jobs) for row in rows]
+        in_flight: deque[Future] = deque()
+        for job in jobs:
+            in_flight.append(pool.submit(_chunk, job))
+            if len(in_flight) >= 2 * args.num_workers:
+                yield from in_flight.popleft().result()
+        while in_flight:
+            yield from in_flight.popleft().result()
 
 
-def _card(
-    args: BuildArguments,
-    weights: dict[str, float],
-    splits: dict[str, list[dict[str, Any]]],
-    dropped: dict[str, int] | None = None,
-) -> str:
-    rows = [row for split_rows in splits.values() for row in split_rows]
-    n_images = [len(row["images"]) for row in rows]
+@dataclass
+class _Tally:
+    """What the card reports, counted while rows stream past (no row is kept)."""
+
+    split_rows: dict[str, int] = field(default_factory=dict)
+    task_rows: Counter = field(default_factory=Counter)
+    dropped: Counter = field(default_factory=Counter)
+    images_min: int | None = None
+    images_max: int = 0
+    images_sum: int = 0
+
+    def add(self, split: str, row: dict[str, Any]) -> None:
+        n = len(row["images"])
+        self.split_rows[split] = self.split_rows.get(split, 0) + 1
+        self.task_rows[row["task"]] += 1
+        self.images_min = n if self.images_min is None else min(self.images_min, n)
+        self.images_max, self.images_sum = max(self.images_max, n), self.images_sum + n
+
+    @property
+    def images_per_row(self) -> str:
+        rows = sum(self.split_rows.values())
+        if not rows:
+            return "no rows"
+        return f"{self.images_min} / {self.images_sum / rows:.2f} / {self.images_max}"
+
+
+def _card(args: BuildArguments, weights: dict[str, float], tally: _Tally) -> str:
     config = args.generator_config()
     description = (
         "Procedurally generated multi-image grounding questions: shapes (circle, square, triangle, star, ring, cross, "
@@ -154,17 +195,16 @@ def _card(
         pretty_name="trl-mig synthetic multi-image grounding",
         description=description,
         builder=NAME,
-        split_rows={split: len(split_rows) for split, split_rows in splits.items()},
+        split_rows=dict(tally.split_rows),
         license="apache-2.0",
         repo_id=args.repo_id,
-        skipped={f"decontamination: an image is in benchmark set `{b}`": n for b, n in (dropped or {}).items()},
-        task_rows=count_by(rows, "task"),
+        skipped={f"decontamination: an image is in benchmark set `{b}`": n for b, n in tally.dropped.items()},
+        task_rows=dict(tally.task_rows),
         extra_stats={
             "seed": args.seed,
             "generator version": GENERATOR_VERSION,
             "task weights": ", ".join(f"{name}={weight:g}" for name, weight in weights.items()),
-            "images per row (min / mean / max)": f"{min(n_images)} / {sum(n_images) / len(n_images):.2f} / "
-            f"{max(n_images)}",
+            "images per row (min / mean / max)": tally.images_per_row,
             "image sides (px)": f"{config.image_min_side}-{config.image_max_side}, aspect ratio <= "
             f"{config.max_aspect_ratio:g}",
             "smallest object side": f"{config.min_object_frac:g} of the image's shorter side",
@@ -182,40 +222,54 @@ def _card(
     )
 
 
+def _write_split(
+    split: str, n: int, args: BuildArguments, weights: dict[str, float], staging: Path, index: Any, tally: _Tally
+) -> None:
+    """Generate, validate, decontaminate and write one split row by row into `staging/data`."""
+    shards = ParquetShardWriter(staging / "data", split, features(reasoning=True), args.shard_rows)
+    tally.split_rows[split] = 0  # a split whose rows are all dropped is still written (empty) and listed
+    for row in _generate(split, n, args, weights):
+        validate_row(row)
+        hit = next((m for m in map(index.match, row["images"]) if m is not None), None) if index is not None else None
+        if hit is not None:
+            tally.dropped[hit] += 1
+            continue
+        shards.add(row)
+        tally.add(split, row)
+    shards.close()
+
+
 def build(args: BuildArguments) -> dict[str, Any]:
-    """Generate, validate and write the `train` (and `test`) splits with their card. Returns what was written."""
+    """Generate, validate and write the `train` (and `test`) splits and their card, streaming; returns what it wrote.
+
+    Rows go to parquet as they are generated (`ParquetShardWriter`) and the card's counts are tallied on the way, so
+    memory does not grow with `num_train`. Everything is written into a staging folder beside `output_dir`, moved into
+    place only when complete: a failure leaves nothing half-written.
+    """
     output_dir = Path(args.output_dir)
     if output_dir.exists() and any(output_dir.iterdir()) and not args.overwrite:
         raise ValueError(f"{output_dir} exists and is not empty; pass overwrite=True (`--overwrite`) to replace it")
     weights = parse_tasks(args.tasks)
-    started = time.perf_counter()
-    splits = {}
-    for split, n in (("train", args.num_train), ("test", args.num_test)):
-        if n:
-            splits[split] = _generate(split, n, args, weights)
-            for row in splits[split]:
-                validate_row(row)
-    dropped: dict[str, int] = {}
+    index = None
     if args.decontaminate_against:
         from ..decontaminate import BenchmarkIndex
 
         index = BenchmarkIndex.from_dirs(args.decontaminate_against)
-        for split in splits:
-            splits[split], counts = index.filter(splits[split])
-            for bench, n in counts.items():
-                dropped[bench] = dropped.get(bench, 0) + n
+    started = time.perf_counter()
+    tally = _Tally()
+    with staging_dir(output_dir) as staging:
+        for split, n in (("train", args.num_train), ("test", args.num_test)):
+            if n:
+                _write_split(split, n, args, weights, staging, index, tally)
+        (staging / "README.md").write_text(_card(args, weights, tally))
     seconds = time.perf_counter() - started
-    card = _card(args, weights, splits, dropped)
-    counts = write_dataset(
-        splits, output_dir, features(reasoning=True), card, overwrite=args.overwrite, shard_rows=args.shard_rows
-    )
-    total = sum(counts.values())
-    logger.info("generated %d rows in %.1f s (%.0f rows/s)", total, seconds, total / seconds)
+    total = sum(tally.split_rows.values())
+    logger.info("generated and wrote %d rows in %.1f s (%.0f rows/s)", total, seconds, total / seconds)
     return {
         "output_dir": str(output_dir),
-        "rows": counts,
-        "tasks": count_by([row for rows in splits.values() for row in rows], "task"),
+        "rows": dict(tally.split_rows),
+        "tasks": dict(tally.task_rows),
         "generation_seconds": round(seconds, 3),
-        "decontaminated": dropped,
+        "decontaminated": dict(tally.dropped),
         "rows_per_second": round(total / seconds, 1),
     }
