@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 
-__all__ = ["BenchmarkIndex", "content_hash", "dhash"]
+__all__ = ["BenchmarkIndex", "content_hash", "decontaminate_field", "dhash", "drop_contaminated"]
 
 #: grey levels a thumbnail must span for its difference hash to mean anything
 _FLAT_RANGE = 8

@@ -87,6 +87,11 @@ def test_external_predictions_scored_by_hand(external: Path, tmp_path: Path) -> 
     assert task["strict_acc@0.5"] == pytest.approx(2 / 94)
     assert task["miou"] == pytest.approx(2.6 / 94)
     assert task["parse_fail_rate"] == pytest.approx(89 / 94)
+    # format judged against the template: mig-think-v1 wants <think> + <answer> (3451, 3452, 3455, 3456)
+    assert task["format_rate"] == pytest.approx(4 / 94) and results["meta"]["template"] == "mig-think-v1"
+    direct = score_predictions(external, frame="normalized", tasks=["view_diff"], template="mig-direct-v1")
+    assert direct["tasks"]["view_diff"]["format_rate"] == pytest.approx(1 / 94)  # only 3453 is a bare answer block
+    assert direct["tasks"]["view_diff"]["acc@0.5"] == task["acc@0.5"]  # boxes read the same way whatever the format
     assert results["overall"]["acc@0.5"] == pytest.approx(3 / 94)
     assert len(results["flags"]["missing_ids"]) == 88 and "3451" not in results["flags"]["missing_ids"]
     assert results["meta"]["lines_read"] == 7 and results["meta"]["lines_of_other_tasks"] == 1

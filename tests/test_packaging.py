@@ -74,3 +74,21 @@ def test_console_script():
     out = subprocess.run([sys.executable, "-m", "trl_mig.cli", "env"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("trl-mig: ")
     assert "trl: 1.16" in out.stdout
+
+
+def test_build_help_lists_the_builders(capsys):
+    from trl_mig.cli import main
+    from trl_mig.datasets_builders import BUILDERS
+
+    assert main(["build", "--help"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in BUILDERS)
+    assert main(["build"]) == 2  # no builder named: the same list, and a usage error
+
+
+def test_every_command_has_help():
+    from trl_mig.scripts import COMMANDS
+
+    for command in COMMANDS:
+        out = subprocess.run([sys.executable, "-m", "trl_mig.cli", command, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "usage: trl-mig" in out.stdout, (command, out.stderr[-500:])

@@ -26,6 +26,7 @@ _LAZY: dict[str, str] = {
     "image_index_reward": "trl_mig.rewards",
     "multi_box_iou_reward": "trl_mig.rewards",
     "compute_grounding_metrics": "trl_mig.metrics",
+    "FrameSpec": "trl_mig.scoring",
     "MIGGRPOConfig": "trl_mig.trainers",
     "MIGGRPOTrainer": "trl_mig.trainers",
     "MIGSFTConfig": "trl_mig.trainers",
@@ -52,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .inference import GroundingResult, ground
     from .metrics import compute_grounding_metrics
     from .parsing import Prediction, parse_answer
+    from .scoring import FrameSpec
     from .rewards import format_reward, image_index_reward, iou_reward, iou_threshold_reward, multi_box_iou_reward
     from .templates import (
         RenderInfo,

@@ -43,8 +43,13 @@ def _build(args: argparse.Namespace) -> int:
     """`trl-mig build NAME [--config recipe.yaml] [builder flags]`: the builder's own dataclass, parsed by TRL."""
     from trl import TrlParser
 
-    from .datasets_builders import get_builder
+    from .datasets_builders import BUILDERS, get_builder
 
+    if args.name in (None, "-h", "--help"):  # `trl-mig build --help`: the builder list, not an argparse error
+        print("usage: trl-mig build NAME [--config recipe.yaml] [builder flags]\n")
+        print(f"builders: {', '.join(sorted(BUILDERS))}; `trl-mig build NAME --help` lists a builder's flags")
+        asked = args.name is not None or any(a in ("-h", "--help") for a in args.builder_args)
+        return 0 if asked else 2
     builder = get_builder(args.name)
     parser = TrlParser((builder.BuildArguments,), prog=f"trl-mig build {args.name}")
     (build_args,) = parser.parse_args_and_config(args.builder_args)
@@ -64,7 +69,7 @@ def make_build_parser(subparsers: argparse._SubParsersAction) -> None:
         "a builder's flags.",
         add_help=False,
     )
-    parser.add_argument("name", help="builder name, e.g. mig_bench or synthetic")
+    parser.add_argument("name", nargs="?", help="builder name, e.g. mig_bench or synthetic")
     parser.add_argument("builder_args", nargs=argparse.REMAINDER, help="the builder's flags")
     parser.set_defaults(handler=_build)
 
@@ -122,9 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # subparser does not know come back as extras and go to the stage's own parser
     args, extras = parser.parse_known_args(argv)
     if extras:
-        if not hasattr(args, "stage_args"):
+        if hasattr(args, "stage_args"):
+            args.stage_args = [*extras, *args.stage_args]
+        elif hasattr(args, "builder_args"):  # `trl-mig build --help`, `trl-mig build NAME --flag ...`
+            args.builder_args = [*extras, *args.builder_args]
+        else:
             parser.error(f"unrecognized arguments: {' '.join(extras)}")
-        args.stage_args = [*extras, *args.stage_args]
     return int(args.handler(args) or 0)
 
 

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 
-__all__ = ["Prediction", "answer_region", "completion_text", "parse_answer", "parse_image_reference"]
+__all__ = [
+    "Prediction", "answer_region", "completion_text", "find_boxes", "parse_answer", "parse_image_reference",
+]  # fmt: skip
 
 _NUM = r"[-+]?+(?:\d++(?:\.\d*+)?+|\.\d++)(?:[eE][-+]?+\d++)?+"
 _ANSWER_RE = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)

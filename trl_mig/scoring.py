@@ -32,6 +32,9 @@ from .geometry.resize import resized_size
 from .parsing import Prediction, parse_answer
 
 
+__all__ = ["FrameSpec", "Outcome", "canonical_box", "score_multi", "score_single", "scoring_image"]
+
+
 @dataclass(frozen=True)
 class FrameSpec:
     """A declared frame and the processor pixel limits used when resized sizes must be computed.

@@ -70,10 +70,14 @@ class EvalArguments:
     )  # fmt: skip
     frame: str | None = field(
         default=None,
-        metadata={"help": "Coordinate frame of the answers (qwen2_vl, qwen2_5_vl, qwen3_vl, pixel, normalized, "
-                  "coco_xywh); default: from the model's model_type."},
+        metadata={"help": "Coordinate frame of the answers (qwen2_vl, qwen2_5_vl, qwen3_vl, pixel, normalized; "
+                  "coco_xywh for --predictions only); default: from the model's model_type."},
     )  # fmt: skip
-    template: str = field(default="mig-think-v1", metadata={"help": "Prompt template (recorded in the results)."})
+    template: str = field(
+        default="mig-think-v1",
+        metadata={"help": "Prompt template (recorded in the results); with --predictions it sets what format_rate "
+                  "checks."},
+    )  # fmt: skip
     min_pixels: int | None = field(
         default=None, metadata={"help": "Processor min_pixels (default: the model processor's own)."}
     )
@@ -401,6 +405,7 @@ def score_predictions(
     tasks: Sequence[str] | None = None,
     output_dir: str | os.PathLike | None = None,
     gallery: int = 4,
+    template: str | None = "mig-think-v1",
 ) -> dict[str, Any]:
     """Score a JSONL of external answers (`{"id": ..., "output": "<raw model text>"}` per line) box-only, as the
     benchmark's authors do: Acc@0.5 per task against the (repaired) gold, whatever image the answer names.
@@ -409,6 +414,9 @@ def score_predictions(
     rows with no prediction count as wrong and are listed in `flags.missing_ids`; an id given twice is an error.
     Frames that need image sizes (`qwen2_5_vl`, `pixel`, `coco_xywh`) need `image_root`; `qwen2_5_vl` also needs the
     pixel limits the model ran with (its coordinates are in the resized image).
+
+    `template` only decides what `format_rate` checks (`<think>` + `<answer>` for `mig-think-v1`, the answer block
+    alone for `mig-direct-v1`; `None`: the answer block alone); the boxes are read the same way whatever it is.
 
     Returns the `results.json` dict (also written, with `results.md`, the plot and scored `predictions.jsonl`, to
     `output_dir` when given).
@@ -447,16 +455,21 @@ def score_predictions(
     missing = [source.ids[i] for i, o in enumerate(outputs) if o is None]
     texts = [o if o is not None else "" for o in outputs]
     limits = _limits(min_pixels, max_pixels)
-    metrics = score_outputs(source, texts, frame=frame, limits=limits, require_think=False)
+    require_think = False
+    if template is not None:
+        from ..templates import get_template
+
+        require_think = get_template(template).reasoning
+    metrics = score_outputs(source, texts, frame=frame, limits=limits, require_think=require_think)
     metrics["flags"]["missing_ids"] = missing
-    results = _assemble(metrics, source, frame, None, limits, {"predictions": str(path)}, scored_as=(
+    results = _assemble(metrics, source, frame, template, limits, {"predictions": str(path)}, scored_as=(
         "box-only IoU >= 0.5 with the first predicted box, against the repaired gold; missing ids count as wrong"),
         lines_read=len(records), lines_of_other_tasks=other_tasks)  # fmt: skip
     if output_dir is not None:
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         rows = [dict(zip(source.gold(), values)) for values in zip(*source.gold().values())]
-        lines = _prediction_lines(rows, texts, [None] * len(rows), frame, limits, False)
+        lines = _prediction_lines(rows, texts, [None] * len(rows), frame, limits, require_think)
         text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
         atomic_write(output_dir / PREDICTIONS_FILE, lambda handle: handle.write(text.encode("utf-8")))
         can_draw = image_root is not None or data is not None
@@ -495,6 +508,7 @@ def evaluate_model(args: EvalArguments) -> dict[str, Any]:
             args.predictions, frame=args.frame, benchmark=args.benchmark, annotations=args.annotations,
             data=args.data, split=args.split, image_root=args.image_root, min_pixels=args.min_pixels,
             max_pixels=args.max_pixels, tasks=args.tasks, output_dir=args.output_dir, gallery=args.gallery,
+            template=args.template,
         )  # fmt: skip
     import torch
     from transformers import AutoConfig
