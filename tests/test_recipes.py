@@ -274,3 +274,24 @@ def test_grpo_recipe_with_two_processes(tiny_inputs) -> None:
     assert run["world_size"] == 2
     assert run["global_step"] == 2
     assert (output / "model.safetensors").is_file()
+
+
+def test_eval_with_two_processes(tiny_inputs, tmp_path) -> None:
+    """Each process answers half the rows into its own part file; the main one merges them once (no duplicates, none
+    lost) and scores. One prompt per batch, so answers cannot depend on padding and must equal a one-process run."""
+    from trl_mig.evaluation.runner import EvalArguments, evaluate_model
+
+    common = ["--model", str(tiny_inputs["model"]), "--benchmark", "schema", "--data", str(tiny_inputs["data"]),
+              "--split", "train", "--max_new_tokens", "8", "--batch_size", "1", "--gallery", "1", "--use_cpu"]  # fmt: skip
+    launch_two_processes("eval", *common, "--output_dir", str(tmp_path / "two"))
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert two["meta"]["world_size"] == 2 and two["meta"]["generated"] == 8
+    lines = [json.loads(line) for line in (tmp_path / "two" / "predictions.jsonl").read_text().splitlines()]
+    assert [line["id"] for line in lines] == tiny_inputs["ids"]  # each once, in the set's order
+    assert not list((tmp_path / "two").glob("predictions.part-*"))  # merged, then removed
+    one = evaluate_model(EvalArguments(model=str(tiny_inputs["model"]), benchmark="schema", data=str(tiny_inputs["data"]),
+                                       split="train", max_new_tokens=8, batch_size=1, gallery=0, use_cpu=True,
+                                       output_dir=str(tmp_path / "one")))  # fmt: skip
+    single = [json.loads(line) for line in (tmp_path / "one" / "predictions.jsonl").read_text().splitlines()]
+    assert [line["output"] for line in lines] == [line["output"] for line in single]
+    assert two["overall"] == one["overall"] and one["meta"]["world_size"] == 1

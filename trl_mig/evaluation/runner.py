@@ -34,6 +34,8 @@ __all__ = ["EvalArguments", "evaluate_model", "read_predictions", "run_evaluatio
 
 PREDICTIONS_FILE = "predictions.jsonl"
 PLAN_FILE = "eval_plan.json"
+#: per-process answers under `accelerate launch` (merged into `predictions.jsonl` at the end)
+PART_PREFIX = "predictions.part-"
 #: a generation backend as the loop sees it: prompts + images -> (text, confidence or None) per prompt
 GenerateFn = Callable[[list[list[dict[str, Any]]], list[list[Any]]], list[tuple[str, float | None]]]
 
@@ -97,6 +99,10 @@ class EvalArguments:
     gallery: int = field(default=4, metadata={"help": "Best and worst answers drawn (each); 0 draws none."})
     overwrite: bool = field(
         default=False, metadata={"help": "Start over in a non-empty --output-dir made with other settings."}
+    )
+    use_cpu: bool = field(
+        default=False,
+        metadata={"help": "Run on CPU even with a GPU (under `accelerate launch` on CPU it makes the gloo group)."},
     )
     update_model_card: bool = field(
         default=False,
@@ -197,9 +203,9 @@ def _prediction_lines(
 # predictions.jsonl
 
 
-def read_predictions(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """The complete lines of a `predictions.jsonl` by id. A last line cut by a crash is dropped and the file rewritten
-    without it, so the next append starts on a clean line."""
+def read_predictions(path: str | os.PathLike, repair: bool = True) -> dict[str, dict[str, Any]]:
+    """The complete lines of a `predictions.jsonl` by id. A last line cut by a crash is dropped and, with `repair`,
+    the file rewritten without it, so the next append starts on a clean line."""
     path = Path(path)
     if not path.is_file():
         return {}
@@ -215,7 +221,7 @@ def read_predictions(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
             break
         done[str(record["id"])] = record
         good += len(line)
-    if good != len(raw):
+    if good != len(raw) and repair:
         logger.warning("%s: dropping an incomplete last line (%d bytes) left by an interrupted run", path,
                        len(raw) - good)  # fmt: skip
         atomic_write(path, lambda handle: handle.write(raw[:good]))
@@ -266,6 +272,7 @@ def run_evaluation(
     plan: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    state: Any = None,
 ) -> dict[str, Any]:
     """Answer every row of `source` not yet in `output_dir/predictions.jsonl`, then score all and write the results.
 
@@ -279,6 +286,9 @@ def run_evaluation(
         meta: recorded under `meta` in `results.json` (model, backend, ...).
         plan: settings pinned for resumption (`eval_plan.json`); defaults to frame, template, limits, benchmark.
         overwrite: start over when `output_dir` holds predictions of other settings.
+        state: accelerate's `PartialState` under `accelerate launch`: each process answers every `num_processes`-th
+            pending row into its own part file; the main process merges them into `predictions.jsonl` once (one line
+            per id), scores and writes; every process returns the results.
 
     Returns:
         the `results.json` dict.
@@ -290,16 +300,23 @@ def run_evaluation(
     output_dir = Path(output_dir)
     require_think = get_template(template).reasoning
     plan = dict(plan or {}) | {"benchmark": source.name, "frame": frame.value, "template": template, **limits}
-    _check_plan(output_dir, plan, overwrite)
-    path = output_dir / PREDICTIONS_FILE
-    done = read_predictions(path)
-    unknown = sorted(set(done) - set(source.ids))
+    rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
+    main = rank == 0
+    if main:
+        _check_plan(output_dir, plan, overwrite)
+    _barrier(state)
+    # every process writes its own file (appends from several processes to one file would interleave); the main
+    # process merges them once at the end. Resuming reads them all, whatever the earlier world size was.
+    path = output_dir / (PREDICTIONS_FILE if world == 1 else f"{PART_PREFIX}{rank}.jsonl")
+    done = _read_all(output_dir, own=path)
     todo = [i for i, rid in enumerate(source.ids) if rid not in done]
-    logger.info("%d rows, %d already answered, %d to go", len(source), len(source) - len(todo), len(todo))
+    mine = todo[rank::world]
+    logger.info("%d rows, %d already answered, %d to go (%d here)", len(source), len(source) - len(todo), len(todo),
+                len(mine))  # fmt: skip
     started = time.perf_counter()
-    bar = _progress(len(todo), "eval") if progress else None
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
+    bar = _progress(len(mine), "eval") if progress and main else None
+    for start in range(0, len(mine), batch_size):
+        batch = mine[start : start + batch_size]
         rows = source.rows(batch)
         prompts = [
             render_prompt(row, template, frame, min_pixels=limits["min_pixels"], max_pixels=limits["max_pixels"],
@@ -316,15 +333,53 @@ def run_evaluation(
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - started
+    _barrier(state)
+    if not main:  # the main process merges, scores and writes; the others return what it wrote
+        _barrier(state)
+        return json.loads((output_dir / "results.json").read_text(encoding="utf-8"))
+    done = _merge(output_dir, source.ids)
+    unknown = sorted(set(done) - set(source.ids))
     outputs = [done[rid]["output"] for rid in source.ids]
     confidences = [done[rid].get("confidence") for rid in source.ids]
     metrics = score_outputs(source, outputs, frame=frame, limits=limits, require_think=require_think,
                             confidences=confidences)  # fmt: skip
     if unknown:
         metrics["flags"]["ignored_ids"] = unknown
-    results = _assemble(metrics, source, frame, template, limits, meta, generated=len(todo), seconds=seconds)
+    results = _assemble(metrics, source, frame, template, limits, meta, generated=len(todo), seconds=seconds,
+                        world_size=world)  # fmt: skip
     _finish(results, source, done, output_dir, gallery)
+    _barrier(state)
     return results
+
+
+def _barrier(state: Any) -> None:
+    if state is not None and state.num_processes > 1:
+        state.wait_for_everyone()
+
+
+def _read_all(output_dir: Path, own: Path) -> dict[str, dict[str, Any]]:
+    """Answers already in `predictions.jsonl` and every process's part file. Only `own` may be repaired (a cut last
+    line dropped): another process may be appending to its own file."""
+    done: dict[str, dict[str, Any]] = {}
+    for path in [output_dir / PREDICTIONS_FILE, *sorted(output_dir.glob(f"{PART_PREFIX}*.jsonl"))]:
+        done.update(read_predictions(path, repair=path == own))
+    return done
+
+
+def _merge(output_dir: Path, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Fold the part files into `predictions.jsonl` (source order; ids the source lacks after them), atomically,
+    then remove the parts: one line per id, whatever processes and resumptions wrote it."""
+    parts = sorted(output_dir.glob(f"{PART_PREFIX}*.jsonl"))
+    done: dict[str, dict[str, Any]] = {}
+    for path in [output_dir / PREDICTIONS_FILE, *parts]:
+        done.update(read_predictions(path))
+    order = {rid: k for k, rid in enumerate(ids)}
+    ranked = sorted(done, key=lambda rid: (order.get(rid, len(order)), rid))
+    text = "".join(json.dumps(done[rid], ensure_ascii=False) + "\n" for rid in ranked)
+    atomic_write(output_dir / PREDICTIONS_FILE, lambda handle: handle.write(text.encode("utf-8")))
+    for path in parts:
+        path.unlink()
+    return done
 
 
 def _assemble(
@@ -519,6 +574,9 @@ def evaluate_model(args: EvalArguments) -> dict[str, Any]:
     from ..sampling.generation import HFGenerator, VLLMGenerator
     from ..templates import pixel_limits_from_processor, resolve_frame
 
+    from accelerate import PartialState
+
+    state = PartialState(cpu=args.use_cpu or not torch.cuda.is_available())
     source = make_source(args.benchmark, annotations=args.annotations, image_root=args.image_root, data=args.data,
                          split=args.split, tasks=args.tasks, limit=args.limit)  # fmt: skip
     processor = load_processor(args.model, args.min_pixels, args.max_pixels)
@@ -528,18 +586,18 @@ def evaluate_model(args: EvalArguments) -> dict[str, Any]:
     if backend == "auto":
         from ..import_utils import is_vllm_available
 
-        backend = "vllm" if is_vllm_available() and torch.cuda.is_available() else "hf"
+        backend = "vllm" if is_vllm_available() and torch.cuda.is_available() and not args.use_cpu else "hf"
     if backend == "vllm":
         generator: Any = VLLMGenerator(args.model, processor, max_new_tokens=args.max_new_tokens, temperature=0.0,
-                                       dtype=args.dtype)  # fmt: skip
+                                       dtype=args.dtype, max_images=_max_images(source),
+                                       distributed=state.num_processes > 1)  # fmt: skip
     else:
         from transformers import AutoModelForImageTextToText
 
         kwargs: dict[str, Any] = {"dtype": args.dtype}
         if args.attn_implementation:
             kwargs["attn_implementation"] = args.attn_implementation
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = AutoModelForImageTextToText.from_pretrained(args.model, **kwargs).to(device).eval()
+        model = AutoModelForImageTextToText.from_pretrained(args.model, **kwargs).to(state.device).eval()
         generator = HFGenerator(model, processor, max_new_tokens=args.max_new_tokens, temperature=0.0)
     confidence = source.name == "mc-bench" or source.coco_ids is not None
     meta = {"model": args.model, "backend": backend, "max_new_tokens": args.max_new_tokens,
@@ -549,11 +607,23 @@ def evaluate_model(args: EvalArguments) -> dict[str, Any]:
     results = run_evaluation(
         source, hf_generate_fn(generator, confidence), args.output_dir, frame=frame, template=args.template,
         limits=limits, batch_size=args.batch_size, meta=meta, gallery=args.gallery, plan=plan,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, state=state,
     )  # fmt: skip
-    if args.update_model_card:
+    if args.update_model_card and state.is_main_process:
         _update_card(args.model, results)
     return results
+
+
+def _max_images(source: EvalSource) -> int:
+    """The most images any row has: vLLM's `limit_mm_per_prompt` (its default allows one image per prompt)."""
+    try:
+        sizes = source.gold()["image_sizes"]
+        counts = [len(s) for s in sizes if s is not None]
+    except ValueError:  # sizes need the images (MIG-Bench without --image-root): fall back on the records
+        counts = []
+    if not counts and hasattr(source, "records"):
+        counts = [len(source.records[p]["images"]) for p in source.positions]
+    return max(counts, default=1)
 
 
 def _update_card(model: str, results: Mapping[str, Any]) -> None:
