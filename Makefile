@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export HF_EVALUATE_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install demo test bench lint format clean two-process
+.PHONY: install demo test bench bench-scaling lint format clean two-process
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench: install
 	$(PY) benchmarks/run_all.py --output benchmarks/results.json
 	$(PY) benchmarks/bench_synthesis.py
 	$(PY) benchmarks/bench_builders.py
+	$(PY) benchmarks/bench_eval.py --output benchmarks/results_eval.json
+
+# 1 vs 2 processes (GRPO, sampler) and builder memory at 1x/10x/100x rows: about 10 minutes
+bench-scaling: install
+	$(PY) benchmarks/bench_scaling.py --output benchmarks/results_scaling.json
 
 lint: install
 	$(PY) -m ruff check .
