@@ -20,10 +20,14 @@ a sidecar, `OUT/coco_ids.json` (named in the card metadata as `coco_ids_file`):
 `i` is reported under `image_ids[i]`. `category_id` is the row's single annotation category (the smallest one when a
 row has several), or for a negative the smallest id in `categories`.
 
-Bad records (named by description or annotation id, with the reason): missing or unreadable image, image size
-mismatch, unknown image id, image count != 2, annotation image not in the pair, box outside the image, malformed box,
+Bad records (named by description or annotation id, with the reason): missing or unreadable image, image path
+outside the image root (`..`, absolute, a symlink out: never read), image size mismatch, unknown image id, image count != 2, annotation image not in the pair, box outside the image, malformed box,
 unknown text_style, negative with boxes, positive without boxes, annotation for a missing description. Strict by
 default (a benchmark): the first one raises and nothing is written; `--no-strict` skips and counts them in the card.
+
+Streaming: rows go to parquet as they are converted (`ParquetShardWriter`, one row group held), their COCO ids to the
+sidecar file, and the card's counts are tallied on the way, so memory does not grow with the number of descriptions.
+Data, card and sidecar are written into a staging folder beside `--output-dir`, moved into place only when complete.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ from typing import Any
 from trl_mig.geometry import Frame, is_valid_box, repair_box, to_canonical
 from trl_mig.schema import features, validate_row
 
-from .writer import BadRecordError, count_by, render_dataset_card, write_dataset
+from .paths import resolve_under
+from .writer import BadRecordError, ParquetShardWriter, render_dataset_card, staging_dir
 
 
 logger = logging.getLogger(__name__)
@@ -105,7 +110,7 @@ def _read_image(root: Path, entry: Mapping[str, Any], did: Any) -> dict[str, Any
     from PIL import Image, UnidentifiedImageError
 
     relative = str(entry["file_name"]).removeprefix("./")
-    path = root / relative
+    path = resolve_under(root, relative, f"MC-Bench description {did}")
     try:
         data = path.read_bytes()
         with Image.open(path) as image:
@@ -198,42 +203,60 @@ def _group_annotations(data: Mapping[str, Any], strict: bool, skipped: Counter) 
     return grouped
 
 
-def build(args: BuildArguments) -> dict[str, Any]:
-    """Convert the annotation file; write parquet + card atomically, then `coco_ids.json`. Returns what was written."""
-    data = json.loads(Path(args.annotations).read_text())
-    descriptions = list(data.get("descriptions", []))
-    if args.limit is not None:
-        descriptions = descriptions[: args.limit]
-    images_by_id = {image["id"]: image for image in data.get("images", [])}
-    category_ids = file_categories(data)
-    skipped: Counter = Counter()
-    by_text = _group_annotations(data, args.strict, skipped)
-    root = Path(args.image_root)
-    rows, coco_rows, repairs, n_repaired = [], {}, [], 0
-    for description in descriptions:
-        try:
-            row, info = convert_description(description, images_by_id, by_text.get(description["id"], []), root)
-        except BadRecordError as exc:
-            if args.strict:
-                raise
-            skipped[exc.reason] += 1
-            logger.warning("skipping: %s", exc)
-            continue
-        rows.append(row)
-        coco_rows[row["id"]] = with_category(info["coco"], category_ids)
-        if info["repaired"]:
-            repairs.append(row["id"])
-            n_repaired += info["repaired"]
-    boxes_per_row = Counter(len(r["solution"]) for r in rows)
+class _CocoIdsWriter:
+    """Writes the sidecar as rows come, byte for byte what `json.dumps(payload, indent=1)` writes for the whole
+    payload, so no row's ids are held."""
+
+    def __init__(self, path: Path, split: str) -> None:
+        self.handle = path.open("w")
+        head = json.dumps({"format": COCO_IDS_FORMAT, "split": split, "rows": {}}, indent=1)
+        self.handle.write(head.removesuffix("{}\n}"))  # up to `"rows": `
+        self.n = 0
+
+    def add(self, row_id: str, coco: Mapping[str, Any]) -> None:
+        value = json.dumps(coco, indent=1).replace("\n", "\n  ")  # nested two levels deep
+        self.handle.write(("{" if not self.n else ",") + f"\n  {json.dumps(row_id)}: {value}")
+        self.n += 1
+
+    def close(self) -> None:
+        self.handle.write("\n }\n}" if self.n else "{}\n}")
+        self.handle.close()
+
+
+@dataclass
+class _Tally:
+    """What the card reports, counted while rows stream past (no row is kept)."""
+
+    rows: int = 0
+    task_rows: Counter = field(default_factory=Counter)
+    boxes_per_row: Counter = field(default_factory=Counter)
+    negatives: int = 0
+    both_images: int = 0
+    repairs: list = field(default_factory=list)
+    n_repaired: int = 0
+
+    def add(self, row: Mapping[str, Any], repaired: int) -> None:
+        self.rows += 1
+        self.task_rows[str(row["task"])] += 1
+        self.boxes_per_row[len(row["solution"])] += 1
+        self.negatives += not row["solution"]
+        self.both_images += len(set(row["target_image"])) == 2
+        if repaired:
+            self.repairs.append(row["id"])
+            self.n_repaired += repaired
+
+
+def _card(args: BuildArguments, tally: _Tally, skipped: Counter, n_descriptions: int) -> str:
+    boxes_per_row = tally.boxes_per_row
     extra_stats: dict[str, Any] = {
-        "descriptions in the annotation file": len(data.get("descriptions", [])),
-        "negative rows (no target, solution [])": sum(not r["solution"] for r in rows),
-        "rows with targets in both images": sum(len(set(r["target_image"])) == 2 for r in rows),
+        "descriptions in the annotation file": n_descriptions,
+        "negative rows (no target, solution [])": tally.negatives,
+        "rows with targets in both images": tally.both_images,
         "gold boxes": sum(boxes_per_row[n] * n for n in boxes_per_row),
-        "gold boxes repaired": n_repaired,
+        "gold boxes repaired": tally.n_repaired,
     }
     extra_stats.update({f"rows with {n} gold boxes": boxes_per_row[n] for n in sorted(boxes_per_row)})
-    card = render_dataset_card(
+    return render_dataset_card(
         pretty_name="MC-Bench (trl-mig schema)",
         description=(
             "MC-Bench v0.2, the multi-context visual grounding benchmark (https://huggingface.co/papers/2410.12332), "
@@ -242,11 +265,11 @@ def build(args: BuildArguments) -> dict[str, Any]:
             f"(instance-level AP50, image-level accuracy) need the COCO ids kept in `{COCO_IDS_FILE}` beside the data."
         ),
         builder=NAME,
-        split_rows={args.split: len(rows)},
+        split_rows={args.split: tally.rows},
         license="other",
         repo_id=args.repo_id or "<org>/<name>",
-        task_rows=count_by(rows, "task"),
-        repairs=repairs,
+        task_rows=dict(tally.task_rows),
+        repairs=tally.repairs,
         skipped=dict(skipped),
         extra_stats=extra_stats,
         source_note=(
@@ -254,17 +277,59 @@ def build(args: BuildArguments) -> dict[str, Any]:
             "No licence is stated in the annotation file; the images come from public sources with their own "
             "licences: check the project page before redistributing (hence `license: other`)."
         ),
-        metadata={"repaired_gold_ids": repairs, "strict": args.strict, "coco_ids_file": COCO_IDS_FILE},
+        metadata={"repaired_gold_ids": tally.repairs, "strict": args.strict, "coco_ids_file": COCO_IDS_FILE},
     )
-    counts = write_dataset({args.split: rows}, args.output_dir, features(), card, overwrite=args.overwrite)
-    sidecar = Path(args.output_dir) / COCO_IDS_FILE
-    sidecar.write_text(json.dumps({"format": COCO_IDS_FORMAT, "split": args.split, "rows": coco_rows}, indent=1))
+
+
+def build(args: BuildArguments) -> dict[str, Any]:
+    """Convert the annotation file, streaming rows to parquet and COCO ids to `coco_ids.json`; data, card and sidecar
+    are moved into place together (atomically). Returns what was written."""
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()) and not args.overwrite:
+        raise ValueError(f"{output_dir} exists and is not empty; pass overwrite=True (`--overwrite`) to replace it")
+    data = json.loads(Path(args.annotations).read_text())  # annotations only: the images are what streams
+    descriptions = list(data.get("descriptions", []))
+    if args.limit is not None:
+        descriptions = descriptions[: args.limit]
+    images_by_id = {image["id"]: image for image in data.get("images", [])}
+    category_ids = file_categories(data)
+    skipped: Counter = Counter()
+    by_text = _group_annotations(data, args.strict, skipped)
+    root = Path(args.image_root)
+    tally = _Tally()
+    with staging_dir(output_dir) as staging:
+        shards = ParquetShardWriter(staging / "data", args.split, features())
+        # written beside the data under a hidden name, renamed once complete: the folder moves into place with it
+        coco_ids = _CocoIdsWriter(staging / f".{COCO_IDS_FILE}.partial", args.split)
+        try:
+            for description in descriptions:
+                try:
+                    row, info = convert_description(
+                        description, images_by_id, by_text.get(description["id"], []), root
+                    )
+                except BadRecordError as exc:
+                    if args.strict:
+                        raise
+                    skipped[exc.reason] += 1
+                    logger.warning("skipping: %s", exc)
+                    continue
+                shards.add(row)
+                coco_ids.add(row["id"], with_category(info["coco"], category_ids))
+                tally.add(row, info["repaired"])
+                del row  # the writer holds it until its row group is written; nothing else does
+        finally:
+            coco_ids.close()
+        shards.close()
+        (staging / "README.md").write_text(_card(args, tally, skipped, len(data.get("descriptions", []))))
+        (staging / f".{COCO_IDS_FILE}.partial").rename(staging / COCO_IDS_FILE)
+    counts = {args.split: tally.rows}
+    logger.info("wrote %s: %s", output_dir, counts)
     return {
         "output_dir": str(args.output_dir),
         "rows": counts,
-        "repaired": repairs,
+        "repaired": tally.repairs,
         "skipped": dict(skipped),
-        "coco_ids": str(sidecar),
+        "coco_ids": str(output_dir / COCO_IDS_FILE),
     }
 
 

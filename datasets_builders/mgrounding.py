@@ -15,7 +15,8 @@ What the builder does:
   the image (counted); target image from the free text (`-1` when unnamed among several images);
 - region description (`_gg_reg`, the answer is text, no gold box): skipped and counted;
 - bad records (training source: skipped by default, counted per reason; `--strict` stops at the first, naming the
-  record id): missing/unreadable image, wrong image count, unknown task, unparsable answer, box far outside the image.
+  record id): missing/unreadable image, image path outside the image root (`..`, absolute, a symlink out: never
+  read), wrong image count, unknown task, unparsable answer, box far outside the image.
 
 Subsets: MGrounding's `type` names a subset; each gets its own config, so `load_dataset(OUT, "gg_train")` loads
 one and `load_dataset(OUT)` (the `default` config) loads them all. Layout: `OUT/data/<type>/train-*-of-*.parquet`,
@@ -44,6 +45,7 @@ from trl_mig.schema import features, format_box_tag, validate_row
 
 from . import writer
 from .decontaminate import decontaminate_field
+from .paths import resolve_under
 from .writer import DEFAULT_SHARD_ROWS, ParquetShardWriter, render_dataset_card, staging_dir
 
 
@@ -197,7 +199,10 @@ def _load_images(record_id: str, paths: list[Any], root: Path, embed: bool) -> t
     for relative in paths:
         if not isinstance(relative, str) or not relative:
             raise BadRecordError(record_id, "missing image", f"image path {relative!r}")
-        path = Path(relative) if Path(relative).is_absolute() else root / relative.removeprefix("./")
+        try:
+            path = resolve_under(root, relative, f"MGrounding record {record_id!r}")
+        except writer.BadRecordError as exc:  # as this module's error, which `build` counts under non-strict
+            raise BadRecordError(record_id, exc.reason, repr(relative)) from exc
         if not path.is_file():
             raise BadRecordError(record_id, "missing image", str(path))
         try:

@@ -9,7 +9,13 @@ What the builder does to each record (`id` = its position in the official file):
 - question: Qwen markup (`<|object_ref_start|>`, `<|object_ref_end|>`) stripped and counted; reference boxes
   (`<|box_start|>(x1,y1),(x2,y2)<|box_end|>`, 0-1000 grid, in image 0) converted to canonical
   `<box image="0">[...]</box>`; the per-model answer-format instruction is not stored (templates render it);
+- image paths are untrusted: one that leads outside `--image-root` (`..`, absolute, a symlink out) is a bad record
+  ("image path outside the image root") and is never read;
 - strict: a missing or unreadable image is an error naming the record and the path, and nothing is written.
+
+Streaming: rows go to parquet as they are converted (`ParquetShardWriter`, one row group held) and the card's counts
+are tallied on the way, so memory does not grow with the number of records (the real images are ~1 GB). Everything
+is written into a staging folder beside `--output-dir`, moved into place only when complete.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from trl_mig.geometry import repair_box, to_canonical
 from trl_mig.parsing import parse_image_reference
 from trl_mig.schema import features, format_box_tag, validate_row
 
-from .writer import BadRecordError, count_by, render_dataset_card, write_dataset
+from .paths import resolve_under
+from .writer import BadRecordError, ParquetShardWriter, render_dataset_card, staging_dir
 
 
 logger = logging.getLogger(__name__)
@@ -136,7 +143,7 @@ def convert_question(question: str) -> tuple[str, int, int]:
 def _read_image(root: Path, relative: str, position: int) -> tuple[dict[str, Any], tuple[int, int]]:
     from PIL import Image, UnidentifiedImageError
 
-    path = root / relative.removeprefix("./")
+    path = resolve_under(root, relative, f"MIG-Bench record {position}")
     try:
         data = path.read_bytes()
         with Image.open(path) as image:
@@ -174,50 +181,63 @@ def convert_record(
 
 
 def build(args: BuildArguments) -> dict[str, Any]:
-    """Convert the annotation file; write parquet + card atomically. Returns what was written."""
+    """Convert the annotation file, streaming rows to parquet; write parquet + card atomically. Returns what was
+    written."""
     annotations = Path(args.annotations) if args.annotations else default_annotations()
-    records = json.loads(annotations.read_text())
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()) and not args.overwrite:
+        raise ValueError(f"{output_dir} exists and is not empty; pass overwrite=True (`--overwrite`) to replace it")
+    records = json.loads(annotations.read_text())  # annotations only (~2 MB): the images are what streams
     if args.limit is not None:
         records = records[: args.limit]
     root = Path(args.image_root)
-    rows, repairs, skipped, totals = [], [], Counter(), Counter()
-    for position, record in enumerate(records):
-        try:
-            row, counts = convert_record(record, position, root)
-        except BadRecordError as exc:
-            if args.strict:
-                raise
-            skipped[exc.reason] += 1
-            logger.warning("skipping: %s", exc)
-            continue
-        rows.append(row)
-        totals.update(counts)
-        if counts["repaired"]:
-            repairs.append(position)
-    card = render_dataset_card(
-        pretty_name="MIG-Bench (trl-mig schema)",
-        description=(
-            "MIG-Bench, the multi-image grounding benchmark of Migician (https://huggingface.co/papers/2501.05767), "
-            "converted to trl-mig's model-agnostic schema: canonical gold boxes, the target image of each question, "
-            "and the images. Scored with Acc@0.5 per task; the headline is the plain mean of the ten tasks."
-        ),
-        builder=NAME,
-        split_rows={args.split: len(rows)},
-        license="mit",
-        task_rows=count_by(rows, "task"),
-        repairs=repairs,
-        skipped=dict(skipped),
-        extra_stats={
-            "Qwen markup tokens stripped from questions": totals["markup_stripped"],
-            "reference boxes converted to canonical tags": totals["reference_boxes"],
-            "records in the annotation file": len(records),
-            "diff rows (target image unknown, -1)": sum(r["target_image"] == [-1] for r in rows),
-        },
-        source_note=(
-            "Annotations: Migician's `eval/MIG-Bench/MIG_data.json` (MIT). Images keep their own licences and are "
-            "embedded from the user's download."
-        ),
-        metadata={"repaired_gold_ids": repairs, "strict": args.strict},
-    )
-    counts = write_dataset({args.split: rows}, args.output_dir, features(), card, overwrite=args.overwrite)
+    repairs, skipped, totals, task_rows, n_diff = [], Counter(), Counter(), Counter(), 0
+    with staging_dir(output_dir) as staging:
+        shards = ParquetShardWriter(staging / "data", args.split, features())
+        for position, record in enumerate(records):
+            try:
+                row, counts = convert_record(record, position, root)
+            except BadRecordError as exc:
+                if args.strict:
+                    raise
+                skipped[exc.reason] += 1
+                logger.warning("skipping: %s", exc)
+                continue
+            shards.add(row)
+            task_rows[str(row["task"])] += 1
+            n_diff += row["target_image"] == [UNKNOWN_TARGET]
+            totals.update(counts)
+            if counts["repaired"]:
+                repairs.append(position)
+            del row  # the writer holds it until its row group is written; nothing else does
+        shards.close()
+        card = render_dataset_card(
+            pretty_name="MIG-Bench (trl-mig schema)",
+            description=(
+                "MIG-Bench, the multi-image grounding benchmark of Migician (https://huggingface.co/papers/2501.05767), "
+                "converted to trl-mig's model-agnostic schema: canonical gold boxes, the target image of each "
+                "question, and the images. Scored with Acc@0.5 per task; the headline is the plain mean of the ten "
+                "tasks."
+            ),
+            builder=NAME,
+            split_rows={args.split: shards.total},
+            license="mit",
+            task_rows=dict(task_rows),
+            repairs=repairs,
+            skipped=dict(skipped),
+            extra_stats={
+                "Qwen markup tokens stripped from questions": totals["markup_stripped"],
+                "reference boxes converted to canonical tags": totals["reference_boxes"],
+                "records in the annotation file": len(records),
+                "diff rows (target image unknown, -1)": n_diff,
+            },
+            source_note=(
+                "Annotations: Migician's `eval/MIG-Bench/MIG_data.json` (MIT). Images keep their own licences and "
+                "are embedded from the user's download."
+            ),
+            metadata={"repaired_gold_ids": repairs, "strict": args.strict},
+        )
+        (staging / "README.md").write_text(card)
+    counts = {args.split: shards.total}
+    logger.info("wrote %s: %s", output_dir, counts)
     return {"output_dir": str(args.output_dir), "rows": counts, "repaired": repairs, "skipped": dict(skipped)}

@@ -225,3 +225,100 @@ def test_limit_and_repo_id(tmp_path):
                           repo_id="org/mc-bench")  # fmt: skip
     assert build(args)["rows"] == {"test": 2}
     assert 'load_dataset("org/mc-bench", split="test")' in (out / "README.md").read_text()
+
+
+def _noise(path: Path, size: tuple[int, int], seed: int) -> None:
+    """An incompressible PNG (noise), a few KB for a small size, so embedded bytes show in memory peaks."""
+    import random
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = random.Random(seed).randbytes(size[0] * size[1] * 3)
+    Image.frombytes("RGB", size, data).save(path, format="PNG")
+
+
+def _pairs_file(root: Path, n: int, files: list[str], size: tuple[int, int]) -> Path:
+    """`n` positive descriptions (one box in image 1), each over two of `files` in turn (image ids distinct)."""
+    data: dict = {"descriptions": [], "images": [], "annotations": [], "categories": [{"id": 1, "name": "group 1"}]}
+    for k in range(n):
+        ids = [2 * k, 2 * k + 1]
+        for inter, image_id in enumerate(ids):
+            data["images"].append({"id": image_id, "text_id": k, "inter_img_id": inter, "width": size[0],
+                                   "height": size[1], "file_name": files[(k + inter) % len(files)]})  # fmt: skip
+        data["annotations"].append(
+            {"id": k, "image_id": ids[1], "text_id": k, "category_id": 1, "bbox": [2, 3, 10, 12], "iscrowd": 0}
+        )
+        data["descriptions"].append(
+            {"id": k, "images_id": ids, "text": f"object {k}", "positive_sample": True, "text_style": "Referring"}
+        )
+    path = root / f"pairs-{n}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _build_peak(root: Path, files: list[str], n: int) -> tuple[int, dict, int]:
+    import tracemalloc
+
+    annotations = _pairs_file(root, n, files, (56, 56))
+    out = root / f"out-{n}"
+    tracemalloc.start()
+    try:
+        result = build(BuildArguments(annotations=str(annotations), image_root=str(root), output_dir=str(out)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak, result, sum(p.stat().st_size for p in (out / "data").glob("*.parquet"))
+
+
+def test_build_memory_stays_flat(tmp_path):
+    """4x the descriptions, about the same peak: rows stream to parquet (one 100-row group held), COCO ids to the
+    sidecar file; nothing accumulates."""
+    files = [f"D{i % 2}/noise_{i}.png" for i in range(6)]
+    for i, name in enumerate(files):
+        _noise(tmp_path / name, (56, 56), i)  # ~9.5 KB each, read (a new bytes object) per row
+    _build_peak(tmp_path, files, 3)  # warm up: imports, PIL plugins, Arrow pools are not the build's memory
+    small, _, _ = _build_peak(tmp_path, files, 150)
+    big, result, written = _build_peak(tmp_path, files, 600)
+    assert result["rows"] == {"test": 600}
+    assert len(load_coco_ids(tmp_path / "out-600")) == 600
+    # measured: 8.5 MB and 9.4 MB (written: 11.5 MB; what grows is the annotation JSON, held whole); the
+    # list-holding build it replaced peaked at 12.6 MB and 50 MB
+    assert big < 1.3 * small, (small, big)
+    assert big - small < written / 4, (small, big, written)
+
+
+def test_coco_ids_sidecar_is_what_json_dumps_writes(built, tmp_path):
+    """The streamed sidecar is byte for byte the file the list-holding builder wrote (`json.dumps(..., indent=1)`)."""
+    out, _ = built
+    text = (out / "coco_ids.json").read_text()
+    assert text == json.dumps(json.loads(text), indent=1)
+    annotations = write_mc_bench(tmp_path, [{**NEGATIVE, "style": "Counting"}])  # no row at all: `"rows": {}`
+    build(BuildArguments(annotations=str(annotations), image_root=str(tmp_path), output_dir=str(tmp_path / "o"),
+                         strict=False))  # fmt: skip
+    text = (tmp_path / "o" / "coco_ids.json").read_text()
+    assert text == json.dumps({"format": "mc-bench-coco-ids-v1", "split": "test", "rows": {}}, indent=1)
+    assert [p.name for p in (tmp_path / "o").iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("escape", ["../secret.png", "D0/../../secret.png", "ABSOLUTE", "D0/link.png"])
+def test_image_path_outside_the_root_is_refused(tmp_path, escape):
+    """A `file_name` that leads outside `--image-root` (a real image of the declared size lies there, so a builder
+    without the check would read it and succeed) is a bad record."""
+    root = tmp_path / "root"
+    annotations = write_mc_bench(root, [BOTH, NEGATIVE, REPAIRED])
+    _noise(tmp_path / "secret.png", NEGATIVE["sizes"][1], 9)
+    (root / "D0").mkdir(exist_ok=True)
+    (root / "D0" / "link.png").symlink_to(tmp_path / "secret.png")
+    data = json.loads(annotations.read_text())
+    entry = next(e for e in data["images"] if e["text_id"] == 1 and e["inter_img_id"] == 1)
+    entry["file_name"] = str(tmp_path / "secret.png") if escape == "ABSOLUTE" else escape
+    annotations.write_text(json.dumps(data))
+    out = tmp_path / "out"
+    args = dict(annotations=str(annotations), image_root=str(root), output_dir=str(out))
+    with pytest.raises(ValueError, match=r"MC-Bench description 1: image path outside the image root"):
+        build(BuildArguments(**args))
+    assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
+    result = build(BuildArguments(**args, strict=False))
+    assert result["rows"] == {"test": 2} and result["skipped"] == {"image path outside the image root": 1}
+    assert "| image path outside the image root | 1 |" in (out / "README.md").read_text()
+    assert sorted(load_coco_ids(out)) == ["0", "2"]
+    assert load_schema_dataset(str(out), split="test").remove_columns("images")["id"] == ["0", "2"]

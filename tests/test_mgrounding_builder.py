@@ -293,3 +293,28 @@ def test_subsets_keep_memory_flat_too(root):
     peak(5)  # warm up
     small, big = peak(150), peak(600)  # 300 vs 1,200 rows, 50-row groups in two subsets
     assert big < 1.3 * small, (small, big)
+
+
+@pytest.mark.parametrize("escape", ["RELATIVE", "imgs/../OUTSIDE", "ABSOLUTE", "imgs/link.jpg"])
+def test_image_path_outside_the_root_is_refused(root, tmp_path_factory, escape):
+    """An image path that leads outside `--image-root` (`..`, absolute, a symlink out) is a bad record, never read:
+    a real image lies there, so a builder without the check would read it and succeed."""
+    import os
+
+    secret = tmp_path_factory.mktemp("outside") / "secret.jpg"
+    Image.new("RGB", (64, 48), (1, 2, 3)).save(secret)
+    (root / "imgs" / "link.jpg").symlink_to(secret)
+    relative = os.path.relpath(secret, root)  # ../outside0/secret.jpg
+    paths = {"RELATIVE": relative, "imgs/../OUTSIDE": f"imgs/../{relative}", "ABSOLUTE": str(secret)}
+    path = paths.get(escape, escape)
+    evil = _record("evil", ["a.jpg", "b.jpg"], [("Find it.", f"It's in the second image. {_box((1, 2, 300, 400))}")])
+    evil["images"][1] = path
+    records = [GOOD[0], evil, GOOD[2]]
+    result, out = _build(root, records)
+    assert result["skipped"] == {"image path outside the image root": 1}
+    assert load_schema_dataset(str(out), split="train")["id"] == ["gg-1:0", "gg-1:1", "rg-1:0"]
+    assert "| image path outside the image root | 1 |" in (out / "README.md").read_text()
+    for embed in (True, False):  # paths only (no bytes embedded) still read the header: refused too
+        with pytest.raises(BadRecordError, match=r"record 'evil': image path outside the image root"):
+            _build(root, records, strict=True, overwrite=True, embed_images=embed)
+    assert not list(root.glob(".out.partial-*"))

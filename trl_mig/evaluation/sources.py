@@ -152,9 +152,11 @@ class MIGBenchSource(EvalSource):
 
         if self.image_root is None:
             raise ValueError("image sizes need --image-root (the folder that contains MIG-Bench/)")
+        from ..datasets_builders.paths import resolve_under
+
         sizes = []
         for relative in self.records[position]["images"]:
-            path = self.image_root / str(relative).removeprefix("./")
+            path = resolve_under(self.image_root, relative, f"MIG-Bench record {position}")  # untrusted paths
             try:
                 with Image.open(path) as image:  # reads the header only
                     sizes.append(list(image.size))
