@@ -308,3 +308,14 @@ def test_schema_source_selects_per_task(tmp_path: Path) -> None:
     assert source.ids == ["r0", "r1", "r2", "r3"] and source.tasks == ["b", "a", "a", "b"]
     with pytest.raises(ValueError, match="not tasks of"):
         SchemaSource(dataset, tasks=["c"])
+
+
+def test_vllm_gets_the_processors_pixel_limits(checkpoint: Path) -> None:
+    """vLLM resizes with the model folder's saved limits unless told: the engine must get the processor's own, which
+    the prompts state and the answers are scored with (not run: no vLLM here)."""
+    from trl_mig.models.loading import load_processor
+    from trl_mig.sampling.generation import _pixel_limits
+
+    processor = load_processor(str(checkpoint), min_pixels=4000, max_pixels=20000)
+    assert _pixel_limits(processor) == {"min_pixels": 4000, "max_pixels": 20000}
+    assert _pixel_limits(object()) == {}

@@ -195,11 +195,16 @@ class VLLMGenerator:
         self.max_new_tokens, self.temperature, self.top_p, self.top_k = max_new_tokens, temperature, top_p, top_k
         kwargs: dict[str, Any] = {
             "model": model_name_or_path,
-            "limit_mm_per_prompt": {"image": max_images},  # vLLM's default allows one image per prompt
+            "limit_mm_per_prompt": {"image": max_images},  # from the data: every row's images must fit one prompt
             "seed": seed,
             "dtype": dtype,
             "gpu_memory_utilization": gpu_memory_utilization,
         }
+        limits = _pixel_limits(processor)
+        if limits:
+            # vLLM resizes images with the limits saved in the model folder unless told otherwise; prompts state, and
+            # answers are scored in, the resized sizes of *this* processor, so both must agree
+            kwargs["mm_processor_kwargs"] = limits
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
         if distributed:
@@ -234,6 +239,13 @@ class VLLMGenerator:
         )
         outputs = self.llm.generate(requests, params, use_tqdm=False)
         return [[choice.text for choice in output.outputs] for output in outputs]
+
+
+def _pixel_limits(processor: Any) -> dict[str, int]:
+    """`min_pixels` / `max_pixels` of a Qwen-VL processor, for vLLM's `mm_processor_kwargs` (empty when unknown)."""
+    size = getattr(getattr(processor, "image_processor", None), "size", None) or {}
+    out = {"min_pixels": size.get("shortest_edge"), "max_pixels": size.get("longest_edge")}
+    return {key: int(value) for key, value in out.items() if isinstance(value, int)}
 
 
 def make_generator(config: Any, model_name_or_path: str, processor: Any, device: Any, *, distributed: bool = False):
