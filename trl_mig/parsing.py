@@ -154,7 +154,7 @@ def parse_image_reference(value: Any) -> int | None:
     ```
     """
     if isinstance(value, str) and value.isdigit():  # the common case, `"image": "2"` as read from JSON text
-        number = int(value)
+        number = _image_number(value)
         return number - 1 if number > 0 else -1
     if isinstance(value, bool) or value is None:
         return None
@@ -164,16 +164,27 @@ def parse_image_reference(value: Any) -> int | None:
         return int(value) - 1 if value.is_integer() and value > 0 else -1
     text = str(value).strip().strip("\"'")
     if text.lstrip("+-").isdigit():
-        return parse_image_reference(int(text))
+        digits = text.lstrip("+-")
+        return parse_image_reference(-_image_number(digits) if text.startswith("-") else _image_number(digits))
     if text.lower() in ("null", "none", ""):
         return None
     match = _MENTION_RE.search(text)
     return _mention_index(match) if match else None
 
 
+#: image numbers beyond this read as this (an image no row has): `int()` raises past 4,300 digits, and the parsers must not
+_MAX_IMAGE_NUMBER = 10**9
+
+
+def _image_number(digits: str) -> int:
+    """`int(digits)`, capped at `_MAX_IMAGE_NUMBER` without converting absurdly long digit runs (never raises)."""
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= 9 else _MAX_IMAGE_NUMBER
+
+
 def _mention_index(match: re.Match) -> int:
     digits = match.group(1) or match.group(2)
-    number = int(digits) if digits else _ORDINALS[match.group(3).lower()]
+    number = _image_number(digits) if digits else _ORDINALS[match.group(3).lower()]
     return number - 1 if number > 0 else -1
 
 
@@ -209,7 +220,7 @@ def _parse_json_like(region: str) -> Prediction | None:
     match = _CANONICAL_JSON_RE.fullmatch(region)
     if match is not None:
         image, x1, y1, x2, y2 = match.groups()
-        return Prediction(((float(x1), float(y1), float(x2), float(y2)),), (int(image) - 1,), "json")
+        return Prediction(((float(x1), float(y1), float(x2), float(y2)),), (_image_number(image) - 1,), "json")
     boxes: list[tuple[float, float, float, float]] = []
     images: list[int | None] = []
     spans: list[tuple[int, int]] = []

@@ -16,6 +16,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import isfinite
+from numbers import Integral
 from typing import Any
 
 from .geometry import (
@@ -54,6 +55,8 @@ class FrameSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "frame", Frame.parse(self.frame))
+        if not (isinstance(self.factor, Integral) and self.factor >= 1):  # 0 divided by zero on the first scored answer
+            raise ValueError(f"factor must be a positive integer (patch size x merge size), got {self.factor!r}")
         if not 0 < self.min_pixels <= self.max_pixels:
             raise ValueError(
                 f"need 0 < min_pixels <= max_pixels, got min_pixels={self.min_pixels}, max_pixels={self.max_pixels}"

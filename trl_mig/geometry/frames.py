@@ -121,7 +121,12 @@ def frame_scale(
         raise ValueError(f"frame {frame.value!r} needs the original image size `(width, height)`; got none")
     if frame is Frame.QWEN2_5_VL:
         return tuple(float(v) for v in resized_size(image_size, factor, min_pixels, max_pixels))  # type: ignore[return-value]
-    return float(image_size[0]), float(image_size[1])
+    width, height = float(image_size[0]), float(image_size[1])
+    if not (0 < width < math.inf and 0 < height < math.inf):  # else a ZeroDivisionError or a silent NaN downstream
+        raise ValueError(
+            f"frame {frame.value!r} needs a positive image size `(width, height)`; got {tuple(image_size)!r}"
+        )
+    return width, height
 
 
 def _clip01(value: float) -> float:

@@ -178,20 +178,28 @@ def _score_texts(
         parsed[i] = ok
         format_ok[i] = 1 if ok and fmt.layout_ok(text) else 0
         reference = references[i]
-        if reference is None or len(reference) == 0:
-            empty_gold[i] = True
-            if ok:
-                hit_empty[i] = prediction.no_target and not prediction.boxes
-                pred_raw[i] = [list(b) for b in prediction.boxes]
-            continue
-        first_gold = reference[0] if hasattr(reference[0], "__len__") else reference  # one box given flat
-        if len(first_gold) == 4:
-            gold[i] = first_gold
+        try:
+            if reference is None or len(reference) == 0:
+                empty_gold[i] = True
+                if ok:
+                    hit_empty[i] = prediction.no_target and not prediction.boxes
+                    pred_raw[i] = [list(b) for b in prediction.boxes]
+                continue
+            first_gold = reference[0] if hasattr(reference[0], "__len__") else reference  # one box given flat
+            if len(first_gold) == 4:
+                gold[i] = tuple(map(float, first_gold))
+        except (TypeError, ValueError) as exc:  # gold data, not model output: name the row and the field
+            raise ValueError(
+                f"prediction {i}: `references` entry {reference!r} is not a list of boxes ({exc})"
+            ) from None
         if target_images is None:
             target = -1
         else:
             target = target_images[i]
-            target = int(target) if isinstance(target, (int, np.integer)) else _as_target(target)
+            try:
+                target = int(target) if isinstance(target, (int, np.integer)) else _as_target(target)
+            except (TypeError, ValueError, OverflowError):
+                raise ValueError(f"prediction {i}: `target_images` entry {target!r} is not an image index") from None
         if target >= 0:
             right[i] = 0
         if not ok or not prediction.boxes:
@@ -205,12 +213,17 @@ def _score_texts(
             if resized is not None and qwen2_5 and where < len(resized):
                 scale[i] = resized[where]
             elif sizes is not None and where < len(sizes):
-                width, height = sizes[where]
-                if qwen2_5:
-                    scale[i] = _cached_resized((int(width), int(height)), spec.factor, spec.min_pixels,
-                                               spec.max_pixels)  # fmt: skip
-                else:
-                    scale[i] = (width, height)
+                try:
+                    width, height = sizes[where]
+                    if qwen2_5:
+                        scale[i] = _cached_resized((int(width), int(height)), spec.factor, spec.min_pixels,
+                                                   spec.max_pixels)  # fmt: skip
+                    else:
+                        scale[i] = (float(width), float(height))
+                except (TypeError, ValueError, OverflowError):
+                    raise ValueError(
+                        f"prediction {i}: `image_sizes` entry {sizes!r} is not (width, height) pairs"
+                    ) from None
             else:
                 continue  # no size for that image: not convertible, IoU 0
         else:

@@ -49,7 +49,10 @@ def _gold_boxes(value: Any, i: int, ids: Sequence[Any]) -> list[tuple[float, flo
         boxes = [boxes]  # a single flat box `[x1, y1, x2, y2]`
     out = []
     for box in boxes:
-        coords = tuple(map(float, box))
+        try:
+            coords = tuple(map(float, box))
+        except (TypeError, ValueError):
+            coords = ()  # not numbers: the data error below names the row
         # sum() is NaN or inf when any coordinate is (canonical boxes never come near overflow)
         if len(coords) != 4 or not math.isfinite(sum(coords)):
             raise ValueError(
@@ -63,12 +66,31 @@ def _gold_boxes(value: Any, i: int, ids: Sequence[Any]) -> list[tuple[float, flo
 def _targets(value: Any, n_gold: int, i: int, ids: Sequence[Any]) -> list[int]:
     if value is None:
         return [-1] * n_gold
-    targets = [int(value)] if isinstance(value, (int, float)) else [int(v) for v in value]
+    try:
+        targets = [int(value)] if isinstance(value, (int, float)) else [int(v) for v in value]
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(
+            f"{_row_label(i, ids)}: `target_image` must be 0-based image indices, got {value!r}"
+        ) from None
     if len(targets) == 1 and n_gold > 1:
         targets = targets * n_gold
     if len(targets) != n_gold:
         raise ValueError(f"{_row_label(i, ids)}: `target_image` has {len(targets)} entries for {n_gold} gold boxes")
     return targets
+
+
+def _check_sizes(sizes: Any, targets: list[int], i: int, ids: Sequence[Any]) -> None:
+    """`image_sizes` of a labelled row: positive finite `(width, height)` pairs, one per image a target names."""
+    try:
+        ok = all(len(s) == 2 and all(math.isfinite(float(v)) and float(v) > 0 for v in s) for s in sizes)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{_row_label(i, ids)}: `image_sizes` must be positive (width, height) pairs, got {sizes!r}")
+    if any(t >= len(sizes) for t in targets):
+        raise ValueError(
+            f"{_row_label(i, ids)}: `target_image` {targets} names an image beyond its {len(sizes)} sizes"
+        )
 
 
 def _sizes_from_images(images: Any) -> list[tuple[int, int]] | None:
@@ -143,6 +165,8 @@ class GroundingReward:
             gold = _gold_boxes(solution[i], i, ids)
             targets = _targets(target_image[i], len(gold), i, ids) if gold else []
             sizes = image_sizes[i] if image_sizes[i] is not None else _sizes_from_images(images[i])
+            if gold and sizes is not None:
+                _check_sizes(sizes, targets, i, ids)
             if gold and spec.frame.needs_image_size and sizes is None and resized_sizes[i] is None:
                 raise ValueError(
                     f"{_row_label(i, ids)}: frame {spec.frame.value!r} needs the `image_sizes` column (original (width, height) "
