@@ -166,6 +166,8 @@ ACCELERATE_EXPECTED = {  # file: (distributed_type, num_processes, num_machines,
     "single_node_8gpu.yaml": ("MULTI_GPU", 8, 1, "bf16"),
     "multi_node_2x8.yaml": ("MULTI_GPU", 16, 2, "bf16"),
     "deepspeed_zero3.yaml": ("DEEPSPEED", 8, 1, "bf16"),
+    "deepspeed_zero2.yaml": ("DEEPSPEED", 8, 1, "bf16"),
+    "fsdp2.yaml": ("FSDP", 8, 1, "bf16"),
 }
 
 
@@ -295,3 +297,94 @@ def test_eval_with_two_processes(tiny_inputs, tmp_path) -> None:
     single = [json.loads(line) for line in (tmp_path / "one" / "predictions.jsonl").read_text().splitlines()]
     assert [line["output"] for line in lines] == [line["output"] for line in single]
     assert two["overall"] == one["overall"] and one["meta"]["world_size"] == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# sharded configs, read the way `accelerate launch` reads them (accelerate 1.15: the config file becomes launch
+# arguments, then the environment the training process builds its plugin from)
+
+
+def launcher_env(name: str) -> dict[str, str]:
+    """The environment `accelerate launch --config_file NAME` gives the training processes (no process started)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
+
+    parsed = launch_command_parser().parse_args(["--config_file", str(ACCELERATE_CONFIGS / name), "train.py"])
+    args, defaults, mixed_precision_from_config = _validate_launch_command(parsed)
+    if args.use_deepspeed:  # as `launch_command` does before `deepspeed_launcher`
+        fields = [*defaults.deepspeed_config, *(["mixed_precision"] if mixed_precision_from_config else [])]
+        args.deepspeed_fields_from_accelerate_config = ",".join(fields)
+        return prepare_deepspeed_cmd_env(args)[1]
+    return prepare_multi_gpu_env(args)
+
+
+def test_deepspeed_zero2_config_launches_stage_2() -> None:
+    env = launcher_env("deepspeed_zero2.yaml")
+    assert env["ACCELERATE_USE_DEEPSPEED"] == "true" and env["ACCELERATE_DEEPSPEED_ZERO_STAGE"] == "2"
+    assert env["ACCELERATE_DEEPSPEED_ZERO3_INIT"] == "false" and env["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    assert env["ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE"] == "none"
+    zero3 = launcher_env("deepspeed_zero3.yaml")
+    assert zero3["ACCELERATE_DEEPSPEED_ZERO_STAGE"] == "3"
+    assert zero3["ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL"] == "true"
+
+
+def test_fsdp2_config_builds_accelerates_plugin_and_wraps_qwen2_5_vl_layers(monkeypatch) -> None:
+    """accelerate's own `FullyShardedDataParallelPlugin`, built from the launcher's environment as in a training
+    process: FSDP2, full-model checkpoints (safetensors), and wrap classes that exist in a Qwen2.5-VL model."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from torch.distributed.fsdp.fully_sharded_data_parallel import StateDictType
+
+    from trl_mig.testing import build_tiny_model
+
+    env = launcher_env("fsdp2.yaml")
+    assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_VERSION"] == "2"
+    for key, value in env.items():
+        if key.startswith("FSDP_"):
+            monkeypatch.setenv(key, value)
+    plugin = FullyShardedDataParallelPlugin()
+    assert plugin.fsdp_version == 2 and plugin.reshard_after_forward is True
+    assert plugin.state_dict_type == StateDictType.FULL_STATE_DICT  # save_model writes one safetensors model
+    assert plugin.activation_checkpointing and plugin.cpu_ram_efficient_loading
+    assert type(plugin.cpu_offload).__name__ == "OffloadPolicy"  # FSDP2's no-offload policy (not CPUOffloadPolicy)
+    assert plugin.transformer_cls_names_to_wrap == ["Qwen2_5_VLDecoderLayer", "Qwen2_5_VLVisionBlock"]
+    model = build_tiny_model("qwen2_5_vl")
+    assert sorted(plugin.transformer_cls_names_to_wrap) == sorted(model._no_split_modules)
+    plugin.set_auto_wrap_policy(model)  # raises when a class name is not in the model
+    wrapped = plugin.auto_wrap_policy.keywords["transformer_layer_cls"]
+    assert {cls.__name__ for cls in wrapped} == {"Qwen2_5_VLDecoderLayer", "Qwen2_5_VLVisionBlock"}
+
+
+def test_accelerate_readme_says_which_stage_uses_which_config() -> None:
+    text = (ACCELERATE_CONFIGS / "README.md").read_text()
+    for name in ACCELERATE_EXPECTED:
+        assert f"`{name}`" in text, name
+    for stage in ("SFT", "GRPO", "sample", "eval"):
+        assert stage in text, stage
+    recipes = "".join((RECIPES / "qwen2_5_vl_7b" / f"{stage}.yaml").read_text() for stage in ("sft", "grpo"))
+    for name in ("deepspeed_zero2.yaml", "deepspeed_zero3.yaml", "fsdp2.yaml"):
+        assert f"examples/accelerate_configs/{name}" in recipes, name
+
+
+def test_grpo_recipe_takes_trls_vllm_settings_unchanged() -> None:
+    """`MIGGRPOConfig` redefines no vLLM field of TRL 1.16's `GRPOConfig` and `trl-mig grpo` parses them as TRL does:
+    server and colocate mode are TRL's own (docs/distributed.md)."""
+    from trl import GRPOConfig
+
+    from trl_mig.trainers import MIGGRPOConfig
+
+    names = [n for n in GRPOConfig.__dataclass_fields__ if n == "use_vllm" or n.startswith(("vllm_", "ds3_"))]
+    assert {"use_vllm", "vllm_mode", "vllm_server_host", "vllm_gpu_memory_utilization"} <= set(names)
+    for name in names:
+        assert MIGGRPOConfig.__dataclass_fields__[name].default == GRPOConfig.__dataclass_fields__[name].default, name
+    overrides = {"use_vllm": "true", "vllm_mode": "server", "vllm_server_host": "10.0.0.2", "vllm_server_port": "8001",
+                 "vllm_max_model_length": "8192", "vllm_gpu_memory_utilization": "0.25", "vllm_enable_sleep_mode": "true"}  # fmt: skip
+    argv = [item for key, value in overrides.items() for item in (f"--{key}", value)]
+    config = parse_recipe(RECIPES / "qwen2_5_vl_7b" / "grpo.yaml", "--use_cpu", "true", *argv)[-1]
+    assert isinstance(config, MIGGRPOConfig)
+    assert (config.use_vllm, config.vllm_mode, config.vllm_server_host, config.vllm_server_port) == (
+        True, "server", "10.0.0.2", 8001
+    )  # fmt: skip
+    assert (config.vllm_max_model_length, config.vllm_gpu_memory_utilization, config.vllm_enable_sleep_mode) == (
+        8192, 0.25, True
+    )  # fmt: skip
+    assert config.ds3_gather_for_generation and config.trust_remote_code is False

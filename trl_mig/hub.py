@@ -94,6 +94,19 @@ def _refuse_secrets(files: Iterable[Path], token: str | None) -> None:
             raise ValueError(f"{file} contains your Hub token; remove it before pushing (nothing was uploaded)")
 
 
+#: weight formats that unpickle on load (arbitrary code): a model folder ships safetensors only
+PICKLED_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
+
+
+def _refuse_pickled_weights(files: Iterable[Path]) -> None:
+    pickled = [f for f in files if f.suffix.lower() in PICKLED_WEIGHT_SUFFIXES]
+    if pickled:
+        raise ValueError(
+            f"{', '.join(map(str, pickled))}: pickled weights (loading them runs code); save the model with "
+            "`save_pretrained` (safetensors) and remove these files before pushing (nothing was uploaded)"
+        )
+
+
 def _card_metadata(card_path: Path) -> dict:
     from huggingface_hub.repocard import metadata_load
 
@@ -288,7 +301,8 @@ def push_model(path: str | Path, repo_id: str, *, private: bool = False, token: 
         `str`: the URL of the commit.
 
     Raises:
-        `FileNotFoundError`: no `README.md` or no `config.json`. `ValueError`: a text file holds the token.
+        `FileNotFoundError`: no `README.md` or no `config.json`. `ValueError`: a text file holds the token, or a
+        file holds pickled weights (`PICKLED_WEIGHT_SUFFIXES`: safetensors only).
         `HubPushError`: the Hub refused or could not be reached; the message says what to re-run.
     """
     from huggingface_hub import HfApi
@@ -304,6 +318,7 @@ def push_model(path: str | Path, repo_id: str, *, private: bool = False, token: 
     token = _resolve_token(token)
     files = _model_files(path)
     _refuse_secrets(files, token)
+    _refuse_pickled_weights(files)
 
     hint = _rerun_hint("push_model", path, repo_id, private=private)
     api = HfApi(token=token)
