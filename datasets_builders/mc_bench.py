@@ -22,8 +22,11 @@ row has several), or for a negative the smallest id in `categories`.
 
 Bad records (named by description or annotation id, with the reason): missing or unreadable image, image path
 outside the image root (`..`, absolute, a symlink out: never read), image size mismatch, unknown image id, image count != 2, annotation image not in the pair, box outside the image, malformed box,
-unknown text_style, negative with boxes, positive without boxes, annotation for a missing description. Strict by
-default (a benchmark): the first one raises and nothing is written; `--no-strict` skips and counts them in the card.
+unknown text_style, negative with boxes, positive without boxes, annotation for a missing description, malformed
+annotation, missing field (a key the conversion reads is absent or null), malformed field (of the wrong type: `text`
+not text, `images_id` not a list of ids, `inter_img_id` not an integer, ...), bad image size (`width` / `height` not
+a positive integer). Strict by default (a benchmark): the first one raises and nothing is written; `--no-strict`
+skips and counts them in the card. Only `BadRecordError` leaves `convert_description` for a malformed record.
 
 Streaming: rows go to parquet as they are converted (`ParquetShardWriter`, one row group held), their COCO ids to the
 sidecar file, and the card's counts are tallied on the way, so memory does not grow with the number of descriptions.
@@ -79,6 +82,59 @@ def _bad(did: Any, reason: str, detail: str = "") -> BadRecordError:
     return BadRecordError(f"MC-Bench description {did}: {reason}" + (f" {detail}" if detail else ""), reason)
 
 
+def _is_id(value: Any) -> bool:
+    """A usable COCO id: an integer or a string (hashable, JSON-serialisable, comparable with its own kind)."""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _id_key(value: Any) -> tuple[bool, Any]:
+    """Sort key for ids that may mix integers and strings (integers first)."""
+    return isinstance(value, str), value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _image_size(entry: Mapping[str, Any], did: Any) -> tuple[int, int]:
+    """`(width, height)` of an image entry, positive integers; a bad record otherwise."""
+    sizes = []
+    for key in ("width", "height"):
+        value = entry.get(key)
+        if value is None:
+            raise _bad(did, "missing field", f"(image {entry.get('id')!r}: `{key}`)")
+        try:
+            number = int(value) if not isinstance(value, bool) and float(value).is_integer() else None
+        except (TypeError, ValueError, OverflowError):
+            number = None
+        if number is None or number <= 0:
+            raise _bad(did, "bad image size", f"(image {entry.get('id')!r}: `{key}` {value!r})")
+        sizes.append(number)
+    return sizes[0], sizes[1]
+
+
+def _order_key(entry: Mapping[str, Any], did: Any) -> int:
+    """An image's place in the pair (`inter_img_id`, 0 when absent)."""
+    value = entry.get("inter_img_id", 0)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _bad(did, "malformed field", f"(image {entry.get('id')!r}: `inter_img_id` {value!r} is not an integer)")
+    return value
+
+
+def _check_annotation(ann: Any, did: Any) -> None:
+    """An annotation object with an id, an image id, a box and (optionally) an integer or string category."""
+    if not isinstance(ann, Mapping):
+        raise _bad(did, "malformed annotation", f"(an annotation is {type(ann).__name__}, not an object)")
+    for key in ("id", "image_id", "bbox"):
+        if ann.get(key) is None:
+            raise _bad(did, "missing field", f"(annotation {ann.get('id')!r}: `{key}`)")
+    if not _is_id(ann["id"]):
+        raise _bad(did, "malformed field", f"(annotation id {ann['id']!r})")
+    category = ann.get("category_id")
+    if category is not None and not _is_id(category):
+        raise _bad(did, "malformed field", f"(annotation {ann['id']!r}: `category_id` {category!r})")
+
+
 def convert_box(bbox: Any, image_size: tuple[int, int], did: Any, ann_id: Any) -> tuple[tuple[float, ...], bool]:
     """COCO pixel `[x, y, w, h]` -> canonical `xyxy`, repaired once; returns the box and whether it was repaired.
 
@@ -91,13 +147,20 @@ def convert_box(bbox: Any, image_size: tuple[int, int], did: Any, ann_id: Any) -
 
     ```
     """
+    if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        raise _bad(did, "malformed box", f"(annotation {ann_id}: {bbox!r})")
     try:
         values = [float(v) for v in bbox]
-    except (TypeError, ValueError) as exc:
+    except OverflowError as exc:  # an integer beyond float range
         raise _bad(did, "malformed box", f"(annotation {ann_id}: {bbox!r})") from exc
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+    if not all(math.isfinite(v) for v in values):
         raise _bad(did, "malformed box", f"(annotation {ann_id}: {bbox!r})")
+    width, height = image_size
+    if not (_is_number(width) and _is_number(height) and width > 0 and height > 0):
+        raise _bad(did, "bad image size", f"(annotation {ann_id}: image size {image_size!r})")
     raw = to_canonical(values, Frame.COCO_XYWH, image_size, clip=False)
+    if not all(math.isfinite(v) for v in raw):  # x + w or y + h overflowed
+        raise _bad(did, "malformed box", f"(annotation {ann_id}: {bbox!r} overflows)")
     fixed, repaired = repair_box(raw)
     if not is_valid_box(fixed):
         inside = all(0.0 <= v <= 1.0 for v in raw)
@@ -106,20 +169,38 @@ def convert_box(bbox: Any, image_size: tuple[int, int], did: Any, ann_id: Any) -
     return fixed, repaired
 
 
+def description_id(description: Any, position: int | None = None) -> Any:
+    """The id of a description (an integer or a string); a bad record naming its position when it has none."""
+    where = f"at position {position}" if position is not None else "(no id)"
+    if not isinstance(description, Mapping):
+        raise _bad(where, "not a JSON object", f"(got {type(description).__name__})")
+    did = description.get("id")
+    if did is None:
+        raise _bad(where, "missing field", "(`id`)")
+    if not _is_id(did):
+        raise _bad(where, "malformed field", f"(`id` {did!r})")
+    return did
+
+
 def _read_image(root: Path, entry: Mapping[str, Any], did: Any) -> dict[str, Any]:
     from PIL import Image, UnidentifiedImageError
 
-    relative = str(entry["file_name"]).removeprefix("./")
+    file_name = entry.get("file_name")
+    if file_name is None:
+        raise _bad(did, "missing field", f"(image {entry.get('id')!r}: `file_name`)")
+    if not isinstance(file_name, str):
+        raise _bad(did, "malformed field", f"(image {entry.get('id')!r}: `file_name` {file_name!r})")
+    relative = file_name.removeprefix("./")
     path = resolve_under(root, relative, f"MC-Bench description {did}")
     try:
         data = path.read_bytes()
         with Image.open(path) as image:
             size = image.size
             image.verify()  # catches truncated files that open() alone accepts
-    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+    except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as exc:
         reason = "missing image" if not path.exists() else "unreadable image"
         raise _bad(did, reason, f"{path} ({exc})") from exc
-    declared = (int(entry["width"]), int(entry["height"]))
+    declared = _image_size(entry, did)
     if tuple(size) != declared:
         raise _bad(did, "image size mismatch", f"{path}: the JSON says {declared[0]}x{declared[1]}, file {size}")
     return {"bytes": data, "path": relative}
@@ -130,21 +211,38 @@ def convert_description(
     images_by_id: Mapping[Any, Mapping[str, Any]],
     annotations: list[Mapping[str, Any]],
     image_root: Path,
+    position: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One description (+ its annotations) -> one schema row and its COCO ids / counters."""
-    did = description["id"]
+    """One description (+ its annotations) -> one schema row and its COCO ids / counters.
+
+    Raises `BadRecordError` naming `description {id}` (`description at position {position}` when it has no usable id)
+    and the reason for a malformed description: never another exception type, so `--no-strict` can skip and count it.
+    """
+    did = description_id(description, position)
     style = str(description.get("text_style", "")).lower()
     if style not in TEXT_STYLES:
         raise _bad(did, "unknown text_style", f"{description.get('text_style')!r} (known: {', '.join(TEXT_STYLES)})")
-    image_ids = list(description.get("images_id") or [])
+    text = description.get("text")
+    if text is None:
+        raise _bad(did, "missing field", "(`text`)")
+    if not isinstance(text, str):
+        raise _bad(did, "malformed field", f"(`text` is {type(text).__name__}, not text)")
+    raw_ids = description.get("images_id") or []
+    if not isinstance(raw_ids, (list, tuple)) or not all(_is_id(i) for i in raw_ids):
+        raise _bad(did, "malformed field", f"(images_id {raw_ids!r} is not a list of image ids)")
+    image_ids = list(raw_ids)
     if len(image_ids) != 2:
         raise _bad(did, "image count != 2", f"(images_id {image_ids!r})")
-    unknown = [i for i in image_ids if i not in images_by_id]
+    unknown = [i for i in image_ids if not isinstance(images_by_id.get(i), Mapping)]
     if unknown:
         raise _bad(did, "unknown image id", f"{unknown!r}")
-    entries = sorted((images_by_id[i] for i in image_ids), key=lambda e: e.get("inter_img_id", 0))
-    ordered_ids = [e["id"] for e in entries]
-    sizes = [(int(e["width"]), int(e["height"])) for e in entries]
+    ordered_ids = sorted(image_ids, key=lambda i: _order_key(images_by_id[i], did))  # stable: ties keep file order
+    entries = [images_by_id[i] for i in ordered_ids]
+    sizes = [_image_size(e, did) for e in entries]
+    if not isinstance(annotations, list):
+        raise _bad(did, "malformed annotation", f"(annotations {type(annotations).__name__}, not a list)")
+    for ann in annotations:
+        _check_annotation(ann, did)
     positive = bool(description.get("positive_sample", True))
     if not positive and annotations:
         raise _bad(did, "negative with boxes", f"(annotations {[a['id'] for a in annotations]})")
@@ -153,25 +251,28 @@ def convert_description(
     boxes, n_repaired = [], 0
     for ann in annotations:
         if ann["image_id"] not in ordered_ids:
-            raise _bad(did, "annotation image not in the pair", f"(annotation {ann['id']}: image {ann['image_id']})")
+            raise _bad(did, "annotation image not in the pair", f"(annotation {ann['id']}: image {ann['image_id']!r})")
         target = ordered_ids.index(ann["image_id"])
         box, repaired = convert_box(ann["bbox"], sizes[target], did, ann["id"])
         n_repaired += repaired
         boxes.append((target, ann["id"], box, ann.get("category_id")))
-    boxes.sort(key=lambda b: (b[0], b[1]))
+    boxes.sort(key=lambda b: (b[0], _id_key(b[1])))
     images = [_read_image(image_root, entry, did) for entry in entries]
     row = {
         "id": str(did),
         "images": images,
-        "question": str(description.get("text", "")).strip(),
+        "question": text.strip(),
         "solution": [list(b[2]) for b in boxes],
         "target_image": [b[0] for b in boxes],
         "image_sizes": [list(s) for s in sizes],
         "task": style,
         "source": NAME,
     }
-    validate_row(row)
-    categories = sorted({b[3] for b in boxes if b[3] is not None})
+    try:
+        validate_row(row)
+    except ValueError as exc:  # every field was checked above: a safety net, still a bad record naming it
+        raise _bad(did, "invalid row", f"({exc})") from exc
+    categories = sorted({b[3] for b in boxes if b[3] is not None}, key=_id_key)
     extra = {"image_ids": ordered_ids, "category_ids": categories, "annotation_ids": [b[1] for b in boxes]}
     return row, {"coco": extra, "repaired": n_repaired}
 
@@ -189,17 +290,24 @@ def file_categories(data: Mapping[str, Any]) -> list[Any]:
 
 
 def _group_annotations(data: Mapping[str, Any], strict: bool, skipped: Counter) -> dict[Any, list]:
-    description_ids = {d["id"] for d in data.get("descriptions", [])}
+    description_ids = {
+        d["id"] for d in data.get("descriptions", []) if isinstance(d, Mapping) and _is_id(d.get("id"))
+    }  # fmt: skip
     grouped: dict[Any, list] = defaultdict(list)
-    for ann in data.get("annotations", []):
-        if ann.get("text_id") not in description_ids:
-            message = f"MC-Bench annotation {ann.get('id')}: annotation for a missing description {ann.get('text_id')}"
-            if strict:
-                raise BadRecordError(message, "annotation for a missing description")
-            skipped["annotation for a missing description"] += 1
-            logger.warning("skipping: %s", message)
+    for position, ann in enumerate(data.get("annotations", [])):
+        if not isinstance(ann, Mapping):
+            reason = "malformed annotation"
+            message = f"MC-Bench annotation at position {position}: {reason} (got {type(ann).__name__})"
+        elif not _is_id(ann.get("text_id")) or ann["text_id"] not in description_ids:
+            reason = "annotation for a missing description"
+            message = f"MC-Bench annotation {ann.get('id')}: {reason} {ann.get('text_id')}"
+        else:
+            grouped[ann["text_id"]].append(ann)
             continue
-        grouped[ann["text_id"]].append(ann)
+        if strict:
+            raise BadRecordError(message, reason)
+        skipped[reason] += 1
+        logger.warning("skipping: %s", message)
     return grouped
 
 
@@ -291,7 +399,10 @@ def build(args: BuildArguments) -> dict[str, Any]:
     descriptions = list(data.get("descriptions", []))
     if args.limit is not None:
         descriptions = descriptions[: args.limit]
-    images_by_id = {image["id"]: image for image in data.get("images", [])}
+    # an image entry without a usable id cannot be named by a description (which then has an "unknown image id")
+    images_by_id = {
+        image["id"]: image for image in data.get("images", []) if isinstance(image, Mapping) and _is_id(image.get("id"))
+    }  # fmt: skip
     category_ids = file_categories(data)
     skipped: Counter = Counter()
     by_text = _group_annotations(data, args.strict, skipped)
@@ -302,11 +413,10 @@ def build(args: BuildArguments) -> dict[str, Any]:
         # written beside the data under a hidden name, renamed once complete: the folder moves into place with it
         coco_ids = _CocoIdsWriter(staging / f".{COCO_IDS_FILE}.partial", args.split)
         try:
-            for description in descriptions:
+            for position, description in enumerate(descriptions):
                 try:
-                    row, info = convert_description(
-                        description, images_by_id, by_text.get(description["id"], []), root
-                    )
+                    did = description_id(description, position)
+                    row, info = convert_description(description, images_by_id, by_text.get(did, []), root, position)
                 except BadRecordError as exc:
                     if args.strict:
                         raise

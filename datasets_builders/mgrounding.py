@@ -73,7 +73,10 @@ BOX_TOLERANCE = 0.02
 #: repaired row ids listed in the card at most (beyond that only the count)
 MAX_LISTED_REPAIRS = 200
 
-_PLACEHOLDER_RE = re.compile(r"[ \t]*<image>[ \t]*\n?")
+#: an `<image>` placeholder with the blanks around it (and one newline after). A match starts only where a blank run
+#: starts (`(?<![ \t])`), or right at `<image>` when the blanks before it were taken by the previous match: without
+#: the lookbehind every position inside a long blank run rescans the run (quadratic); matches are otherwise the same
+_PLACEHOLDER_RE = re.compile(r"(?:(?<![ \t])[ \t]*|(?<=[ \t]))<image>[ \t]*\n?")
 _MARKUP_RE = re.compile(r"<\|object_ref_(?:start|end)\|>")
 _BOX_TOKEN_RE = re.compile(r"<\|box_start\|>\s*\((\d+)\s*,\s*(\d+)\)\s*,\s*\((\d+)\s*,\s*(\d+)\)\s*<\|box_end\|>")
 _TYPE_SUFFIX_RE = re.compile(r"(?:_\d+k)?(?:\.json)?$")
@@ -193,7 +196,7 @@ def _image_size(path: str) -> tuple[int, int]:
 
 
 def _load_images(record_id: str, paths: list[Any], root: Path, embed: bool) -> tuple[list[dict], list[list[int]]]:
-    from PIL import UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     images, sizes = [], []
     for relative in paths:
@@ -207,7 +210,7 @@ def _load_images(record_id: str, paths: list[Any], root: Path, embed: bool) -> t
             raise BadRecordError(record_id, "missing image", str(path))
         try:
             size = _image_size(str(path))
-        except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+        except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as exc:
             raise BadRecordError(record_id, "unreadable image", f"{path}: {exc}") from exc
         image = (
             {"bytes": path.read_bytes(), "path": relative.removeprefix("./")}
@@ -245,7 +248,11 @@ def convert_question(record_id: str, text: str, n_images: int) -> tuple[str, int
     def _box(match: re.Match) -> str:
         inner = next((img for (s, e), img in named.items() if match.start() <= s and e <= match.end()), None)
         image = inner if inner is not None and 0 <= inner < n_images else 0
-        return format_box_tag(_gold_box(record_id, tuple(int(v) for v in match.groups()))[0], image)
+        try:
+            coords = tuple(int(v) for v in match.groups())
+        except ValueError as exc:  # int() refuses more than 4300 digits: far beyond the 0-1000 grid anyway
+            raise BadRecordError(record_id, "box outside the image", f"{match.group(0)[:80]!r}...") from exc
+        return format_box_tag(_gold_box(record_id, coords)[0], image)
 
     text, n_boxes = _BOX_TOKEN_RE.subn(_box, text)
     return text.strip(), n_boxes

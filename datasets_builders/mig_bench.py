@@ -6,12 +6,21 @@ The annotation file (MIT) ships in the wheel and is the default `--annotations`;
 What the builder does to each record (`id` = its position in the official file):
 - target image per task (`target_image_for`): the file never states it as a field;
 - gold box repaired once if inverted or beyond the image (seven records: 7, 34, 105, 126, 163, 512, 703), counted;
+  a gold box with nothing left inside the image ("box outside the image") or of zero area ("degenerate box") is a
+  bad record, as in MC-Bench (no record of the shipped file is either);
 - question: Qwen markup (`<|object_ref_start|>`, `<|object_ref_end|>`) stripped and counted; reference boxes
   (`<|box_start|>(x1,y1),(x2,y2)<|box_end|>`, 0-1000 grid, in image 0) converted to canonical
   `<box image="0">[...]</box>`; the per-model answer-format instruction is not stored (templates render it);
 - image paths are untrusted: one that leads outside `--image-root` (`..`, absolute, a symlink out) is a bad record
   ("image path outside the image root") and is never read;
 - strict: a missing or unreadable image is an error naming the record and the path, and nothing is written.
+
+Bad records (`BadRecordError` naming `record {position}`, the reason counted in the card under `--no-strict`):
+"not a JSON object", "missing field" (`images`, `answer`, `question` or `task` absent or null), "malformed field"
+(`images` not a list of paths, `question` not text), "no images", "bad answer box" (not four finite numbers),
+"box outside the image", "degenerate box", "unknown task", "target image not stated" (the question or
+`additional_info` names no image), "target image out of range", "malformed reference box", missing / unreadable
+image, image path outside the image root, invalid image path.
 
 Streaming: rows go to parquet as they are converted (`ParquetShardWriter`, one row group held) and the card's counts
 are tallied on the way, so memory does not grow with the number of records (the real images are ~1 GB). Everything
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -30,7 +40,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from trl_mig.geometry import repair_box, to_canonical
+from trl_mig.geometry import is_valid_box, repair_box, to_canonical
 from trl_mig.parsing import parse_image_reference
 from trl_mig.schema import features, format_box_tag, validate_row
 
@@ -149,34 +159,112 @@ def _read_image(root: Path, relative: str, position: int) -> tuple[dict[str, Any
         with Image.open(path) as image:
             size = image.size
             image.verify()  # catches truncated files that open() alone accepts
-    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+    except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as exc:
         reason = "missing image" if not path.exists() else "unreadable image"
         raise BadRecordError(f"MIG-Bench record {position}: {reason} {path} ({exc})", reason) from exc
+    if min(size) <= 0:
+        raise BadRecordError(f"MIG-Bench record {position}: unreadable image {path} (size {size})", "unreadable image")
     return {"bytes": data, "path": relative.removeprefix("./")}, size
+
+
+#: the fields `convert_record` reads (`additional_info` only for `group_grounding`, where its absence is reported as
+#: "target image not stated")
+REQUIRED_FIELDS = ("images", "answer", "question", "task")
+KNOWN_TASKS = frozenset([*FIXED_TARGET, "diff", *STATED_IN_QUESTION, "group_grounding"])
+
+
+def _bad(position: int, reason: str, detail: str = "") -> BadRecordError:
+    return BadRecordError(f"MIG-Bench record {position}: {reason}" + (f" ({detail})" if detail else ""), reason)
+
+
+def _check_fields(record: Any, position: int) -> None:
+    """The record is an object with every field `convert_record` reads, of the right type."""
+    if not isinstance(record, Mapping):
+        raise _bad(position, "not a JSON object", f"got {type(record).__name__}")
+    missing = [name for name in REQUIRED_FIELDS if record.get(name) is None]
+    if missing:
+        raise _bad(position, "missing field", ", ".join(f"`{name}`" for name in missing))
+    if not isinstance(record["images"], list):
+        raise _bad(position, "malformed field", f"`images` is {type(record['images']).__name__}, not a list")
+    if not record["images"]:
+        raise _bad(position, "no images")
+    if not isinstance(record["question"], str):
+        raise _bad(position, "malformed field", f"`question` is {type(record['question']).__name__}, not text")
+    task = record["task"]
+    if not isinstance(task, str) or task not in KNOWN_TASKS:
+        raise _bad(position, "unknown task", f"{task!r}; known: {', '.join(sorted(KNOWN_TASKS))}")
+
+
+def _is_finite_number(value: Any) -> bool:
+    """A JSON number (not a bool, not text) that is finite as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int beyond float range
+        return False
+
+
+def _gold_box(answer: Any, position: int) -> tuple[tuple[float, ...], bool]:
+    """The canonical gold box, repaired once (sorted, clipped); a bad record if it is not four finite numbers or has
+    nothing left inside the image."""
+    if not isinstance(answer, (list, tuple)) or len(answer) != 4 or not all(_is_finite_number(v) for v in answer):
+        raise _bad(position, "bad answer box", f"`answer` {answer!r} is not four finite numbers")
+    fixed, repaired = repair_box(answer)
+    if not is_valid_box(fixed):
+        inside = all(0.0 <= v <= 1.0 for v in answer)
+        raise _bad(position, "degenerate box" if inside else "box outside the image", f"`answer` {list(answer)!r}")
+    return fixed, repaired
+
+
+def _target_image(record: Mapping[str, Any], position: int) -> int:
+    """`target_image_for` as a bad record (not a plain `ValueError`), checked against the record's images."""
+    try:
+        target = target_image_for(record, position)
+    except ValueError as exc:
+        raise _bad(position, "target image not stated", str(exc)) from exc
+    n_images = len(record["images"])
+    if target == UNKNOWN_TARGET and record["task"] == "diff":
+        return target
+    if not 0 <= target < n_images:
+        raise _bad(position, "target image out of range", f"image {target + 1} of {n_images} ({record['task']})")
+    return target
 
 
 def convert_record(
     record: Mapping[str, Any], position: int, image_root: Path
 ) -> tuple[dict[str, Any], dict[str, int]]:
-    """One annotation record -> one schema row, plus counters (repairs, markup, reference boxes)."""
+    """One annotation record -> one schema row, plus counters (repairs, markup, reference boxes).
+
+    Raises `BadRecordError` naming `record {position}` and the reason (see the module docstring) for a malformed
+    record: never another exception type, so `--no-strict` can skip and count it.
+    """
+    _check_fields(record, position)
+    gold, repaired = _gold_box(record["answer"], position)
+    target = _target_image(record, position)
+    try:
+        question, n_markup, n_boxes = convert_question(record["question"])
+    except ValueError as exc:  # a reference box too long to be a number (int() refuses > 4300 digits)
+        raise _bad(position, "malformed reference box", str(exc)[:200]) from exc
     images, sizes = [], []
     for relative in record["images"]:
         image, size = _read_image(image_root, relative, position)
         images.append(image)
         sizes.append(list(size))
-    gold, repaired = repair_box(record["answer"])
-    question, n_markup, n_boxes = convert_question(record["question"])
     row = {
         "id": str(position),
         "images": images,
         "question": question.strip(),
         "solution": [list(gold)],
-        "target_image": [target_image_for(record, position)],
+        "target_image": [target],
         "image_sizes": sizes,
         "task": record["task"],
         "source": NAME,
     }
-    validate_row(row)
+    try:
+        validate_row(row)
+    except ValueError as exc:  # every field was checked above: a safety net, still a bad record naming it
+        raise _bad(position, "invalid row", str(exc)) from exc
     return row, {"repaired": int(repaired), "markup_stripped": n_markup, "reference_boxes": n_boxes}
 
 

@@ -63,17 +63,27 @@ def _check_tasks(wanted: Sequence[str] | None, known: Sequence[str], what: str) 
         raise ValueError(f"--tasks {unknown} are not tasks of {what}; it has: {', '.join(sorted(set(known)))}")
 
 
-def _decode(image: Any) -> Any:
-    """A PIL image from a row's image value (`{"bytes", "path"}` as builders write it, or already decoded)."""
-    from PIL import Image
+def _decode(image: Any, label: str | None = None) -> Any:
+    """A PIL image from a row's image value (`{"bytes", "path"}` as builders write it, or already decoded).
+
+    Raises `ValueError` saying which image could not be decoded: `label` (e.g. `"row '12', image 1"`), the image's
+    path when it has one, and why.
+    """
+    from PIL import Image, UnidentifiedImageError
 
     if isinstance(image, Image.Image):
         return image
-    if isinstance(image, Mapping) and image.get("bytes") is not None:
-        return Image.open(io.BytesIO(image["bytes"])).convert("RGB")
-    if isinstance(image, Mapping) and image.get("path"):
-        return Image.open(image["path"]).convert("RGB")
-    raise ValueError(f"cannot decode image value of type {type(image).__name__}")
+    where = f"{label}: " if label else ""
+    path = image.get("path") if isinstance(image, Mapping) else None
+    named = f" {path}" if path else ""
+    try:
+        if isinstance(image, Mapping) and image.get("bytes") is not None:
+            return Image.open(io.BytesIO(image["bytes"])).convert("RGB")
+        if isinstance(image, Mapping) and path:
+            return Image.open(path).convert("RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, TypeError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"{where}cannot decode image{named} ({type(exc).__name__}: {exc})") from exc
+    raise ValueError(f"{where}cannot decode image value of type {type(image).__name__}")
 
 
 class EvalSource:
@@ -192,7 +202,7 @@ class MIGBenchSource(EvalSource):
         out = []
         for i in indices:
             row, _ = convert_record(self.records[self.positions[i]], self.positions[i], self.image_root)
-            row["images"] = [_decode(image) for image in row["images"]]
+            row["images"] = [_decode(image, f"row {row['id']!r}, image {k}") for k, image in enumerate(row["images"])]
             out.append(row)
         return out
 
@@ -264,7 +274,7 @@ class MCBenchSource(EvalSource):
         out = []
         for i in indices:
             row, _ = self._convert(i)
-            row["images"] = [_decode(image) for image in row["images"]]
+            row["images"] = [_decode(image, f"row {row['id']!r}, image {k}") for k, image in enumerate(row["images"])]
             out.append(row)
         return out
 
@@ -321,7 +331,7 @@ class SchemaSource(EvalSource):
         rows = [dict(row) for row in batch]
         for row in rows:
             row["id"] = str(row["id"])
-            row["images"] = [_decode(image) for image in row["images"]]
+            row["images"] = [_decode(image, f"row {row['id']!r}, image {k}") for k, image in enumerate(row["images"])]
         return rows
 
 
