@@ -4,6 +4,9 @@ A job cuts its source split into chunks of consecutive rows. Each chunk's record
 renamed into place only when complete (`trl_mig.io_utils.atomic_write`), so a chunk file exists whole or not at all:
 after a kill, a rerun does the missing chunks only, and no row is lost or written twice. `plan.json` records what the
 job was asked to do; a rerun under another plan is refused instead of mixing two runs in one folder.
+
+After a `kill -9` (no cleanup runs) a folder may also hold a hidden `.chunk-*.tmp` (removed by the next run,
+`remove_stale_temp_files`) and `output_claim.json` (the job was writing its final set: `claim_output`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ from trl_mig.io_utils import atomic_write
 __all__ = [
     "PLAN_FILE",
     "check_plan",
+    "claim_output",
     "done_chunks",
     "read_plan",
     "read_records",
+    "release_output",
+    "remove_stale_temp_files",
     "shard_path",
     "write_shard",
 ]
@@ -52,11 +58,32 @@ def done_chunks(directory: str | os.PathLike) -> set[int]:
     return {chunk for path in directory.iterdir() if (chunk := _chunk_of(path)) is not None}
 
 
-def write_shard(directory: str | os.PathLike, chunk: int, records: Iterable[Mapping[str, Any]]) -> Path:
-    """Write one chunk's records as JSON lines, atomically (serialised first: a bad record writes nothing)."""
+def write_shard(
+    directory: str | os.PathLike, chunk: int, records: Iterable[Mapping[str, Any]], *, label: str | None = None
+) -> Path:
+    """Write one chunk's records as JSON lines, atomically (serialised first: a bad record writes nothing).
+
+    `label` prefixes the crash point between the temp file and its rename (`<label>.shard.before_rename`, test-only).
+    """
     target = shard_path(directory, chunk)
     lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-    return atomic_write(target, lambda handle: handle.write(lines.encode("utf-8")))
+    return atomic_write(
+        target, lambda handle: handle.write(lines.encode("utf-8")), label=f"{label}.shard" if label else None
+    )
+
+
+def remove_stale_temp_files(directory: str | os.PathLike) -> list[Path]:
+    """Remove the hidden temporary files (`.chunk-*.tmp`, `.plan.json.*.tmp`) a `kill -9` left between an
+    `atomic_write`'s write and its rename. They are never read (`done_chunks` ignores them); this only keeps a resumed
+    folder clean. Call it from one process, before any process of the job starts writing shards.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def read_records(
@@ -123,6 +150,36 @@ def check_plan(directory: str | os.PathLike, plan: Mapping[str, Any], restart_fl
         raise ValueError(f"{directory} holds shards but no {PLAN_FILE}; pass {restart_flag} or choose another folder")
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write(directory / PLAN_FILE, lambda handle: handle.write(json.dumps(plan, indent=2).encode()))
+
+
+CLAIM_FILE = "output_claim.json"
+
+
+def claim_output(directory: str | os.PathLike, output_dir: str | os.PathLike, overwrite: bool) -> bool:
+    """Whether the job whose shards are in `directory` may write its set into `output_dir`, recording that it may.
+
+    Why: the set is written (atomically) before the job's last bookkeeping; a job killed in between finds, on its
+    rerun, an `output_dir` that it wrote itself and that `overwrite=False` would refuse. So before writing, the job
+    records `CLAIM_FILE` naming `output_dir` when it is allowed to write there (`overwrite`, or `output_dir` absent or
+    empty); a rerun that finds the claim may replace the set (rebuilt from the same shards, it is the same set).
+    `release_output` drops the claim once the job is done. Returns `False` (recording nothing) when the job may not
+    write there: the writer then refuses as usual.
+    """
+    path, target = Path(directory) / CLAIM_FILE, str(Path(output_dir).resolve())
+    claimed = path.is_file() and json.loads(path.read_text()).get("output_dir") == target
+    output_dir = Path(output_dir)
+    free = not output_dir.exists() or (output_dir.is_dir() and not any(output_dir.iterdir()))
+    if claimed or overwrite or free:
+        if not claimed:
+            text = json.dumps({"output_dir": target})
+            atomic_write(path, lambda handle: handle.write(text.encode()))
+        return True
+    return False
+
+
+def release_output(directory: str | os.PathLike) -> None:
+    """Drop the claim of `claim_output` (the job finished its bookkeeping)."""
+    (Path(directory) / CLAIM_FILE).unlink(missing_ok=True)
 
 
 def load_planned_source(

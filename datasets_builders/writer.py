@@ -1,7 +1,8 @@
 """Writing a schema dataset: parquet shards + dataset card, all or nothing.
 
 Every builder ends here. The set is written into a temporary folder beside `output_dir` and moved into place only
-when every split and the card are written, so an interrupted or failing build never leaves half a dataset behind.
+when every split and the card are written, so an interrupted or failing build never leaves half a dataset behind,
+even when killed with `kill -9` (see `staging_dir`; the next build of the same folder removes what a kill left).
 Layout (DESIGN.md section 3): `OUT/README.md` + `OUT/data/<split>-<i>-of-<n>.parquet`, readable by
 `datasets.load_dataset(OUT)`. A source with subsets (MGrounding's `type`) writes `OUT/data/<config>/<split>-...`
 instead: one config per subset plus a `default` config holding them all (`render_dataset_card(configs=...)`).
@@ -13,6 +14,8 @@ parquet row group in memory, so their peak memory does not grow with the number 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from trl_mig import __version__
+from trl_mig.crash import crash_point
 from trl_mig.hub_cards import TEMPLATES_DIR
 
 
@@ -216,6 +220,7 @@ class ParquetShardWriter:
         self._writer.add_key_value_metadata({"content_defined_chunking": json.dumps(config.DEFAULT_CDC_OPTIONS)})
         self._writer.close()
         self._writer = None
+        crash_point("writer.shard_closed")  # test-only (trl_mig.crash): a kill between two shards
 
     def close(self) -> list[Path]:
         """Write what is queued and name the files `<split>-i-of-n.parquet`; an empty split is one file with no rows.
@@ -235,24 +240,72 @@ class ParquetShardWriter:
         return final
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_staging(output_dir: str | Path) -> list[Path]:
+    """Remove the hidden folders a killed build left beside `output_dir` (`.NAME.partial-PID-*`: a set being
+    written; `.NAME.old-PID-*`: a replaced set being removed), when process PID is gone. A `kill -9` runs no cleanup,
+    so these are what it leaves; they are never read, only big. Folders of a live process are kept.
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(output_dir.name)}\.(?:partial|old)-(\d+)-")
+    removed = []
+    for path in output_dir.parent.iterdir():
+        match = pattern.match(path.name)
+        if match and path.is_dir() and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if removed:
+        logger.info("removed %d folder(s) left by an interrupted build of %s", len(removed), output_dir)
+    return removed
+
+
 @contextmanager
 def staging_dir(output_dir: str | Path) -> Iterator[Path]:
     """A fresh folder beside `output_dir` to write a set into; moved onto `output_dir` (replacing it) when the block
     ends normally, removed when it raises. Why beside: the final `rename` stays on one file system, hence atomic.
 
+    Crash safety (a `kill -9` runs no cleanup): at any moment `output_dir` is either absent, the old set whole, or the
+    new set whole. An old set is first renamed aside (`.NAME.old-PID-*`), then the new one renamed in, then the old
+    one removed; a kill between the two renames leaves no `output_dir` (rerun the build). Hidden folders a killed
+    build left are removed by the next build of the same `output_dir` (`remove_stale_staging`).
+
     The caller checks first that `output_dir` may be replaced (empty, or `--overwrite`).
     """
     output_dir = Path(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    remove_stale_staging(output_dir)
+    pid = os.getpid()
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-{pid}-", dir=output_dir.parent))
+    old = aside = None
     try:
         yield staging
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
+        crash_point("writer.before_swap")  # test-only (trl_mig.crash): the set complete in staging, not moved
+        if output_dir.exists() or output_dir.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old-{pid}-", dir=output_dir.parent))
+            aside = old / "set"
+            output_dir.rename(aside)
+            crash_point("writer.old_set_aside")
         staging.rename(output_dir)
     except BaseException:
+        if aside is not None and aside.exists() and not output_dir.exists():
+            aside.rename(output_dir)  # the new set did not go in: put the old one back
         shutil.rmtree(staging, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_dataset(

@@ -250,6 +250,13 @@ def test_resume_equals_an_uninterrupted_run(checkpoint: Path, mig_root: Path, tm
     # resuming under other settings would mix two runs: refused unless --overwrite
     with pytest.raises(ValueError, match="template"):
         run_evaluation(source, generate, tmp_path / "resumed", **settings, template="mig-direct-v1")
+    # a part file left by a killed multi-process run counts as answers too, and --overwrite removes it
+    (tmp_path / "resumed" / "predictions.jsonl").rename(tmp_path / "resumed" / "predictions.part-1.jsonl")
+    with pytest.raises(ValueError, match="template"):
+        run_evaluation(source, generate, tmp_path / "resumed", **settings, template="mig-direct-v1")
+    fresh = run_evaluation(source, generate, tmp_path / "resumed", **settings, template="mig-direct-v1",
+                           overwrite=True)  # fmt: skip
+    assert fresh["meta"]["generated"] == 10 and not list((tmp_path / "resumed").glob("predictions.part-*"))
 
 
 def test_update_model_card_writes_model_index(checkpoint: Path, mig_root: Path, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..crash import crash_point, wants
 from ..geometry import DEFAULT_FACTOR, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Frame
 from ..io_utils import atomic_write
 from .results import draw_gallery, plot_task_accuracy, write_results
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["EvalArguments", "evaluate_model", "read_predictions", "run_evaluation", "score_outputs",
            "score_predictions"]  # fmt: skip
 
+_MID_LINE = wants("eval.mid_line")
 PREDICTIONS_FILE = "predictions.jsonl"
 PLAN_FILE = "eval_plan.json"
 #: per-process answers under `accelerate launch` (merged into `predictions.jsonl` at the end)
@@ -231,6 +233,13 @@ def read_predictions(path: str | os.PathLike, repair: bool = True) -> dict[str, 
 def _append(path: Path, lines: Sequence[Mapping[str, Any]]) -> None:
     text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
     with path.open("a", encoding="utf-8") as handle:
+        if _MID_LINE:  # test-only: a kill in the middle of the write, the last line cut (see trl_mig.crash)
+            half = len(text) // 2
+            handle.write(text[:half])
+            handle.flush()
+            os.fsync(handle.fileno())
+            crash_point("eval.mid_line")
+            text = text[half:]
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
@@ -239,7 +248,8 @@ def _append(path: Path, lines: Sequence[Mapping[str, Any]]) -> None:
 def _check_plan(output_dir: Path, plan: Mapping[str, Any], overwrite: bool) -> None:
     """Pin the settings a `predictions.jsonl` was made with; resuming under other settings would mix two runs."""
     path = output_dir / PLAN_FILE
-    if path.is_file() and (output_dir / PREDICTIONS_FILE).is_file():
+    answered = (output_dir / PREDICTIONS_FILE).is_file() or any(output_dir.glob(f"{PART_PREFIX}*.jsonl"))
+    if path.is_file() and answered:
         old = json.loads(path.read_text())
         changed = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
         if changed and not overwrite:
@@ -247,8 +257,9 @@ def _check_plan(output_dir: Path, plan: Mapping[str, Any], overwrite: bool) -> N
                 f"{output_dir} holds predictions made with other settings ({', '.join(changed)} differ); use another "
                 "--output-dir or pass --overwrite to start over"
             )
-        if changed:
-            (output_dir / PREDICTIONS_FILE).unlink()
+        if changed:  # start over: the answers of every process of the old run go
+            for stale in [output_dir / PREDICTIONS_FILE, *output_dir.glob(f"{PART_PREFIX}*.jsonl")]:
+                stale.unlink(missing_ok=True)
     output_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(plan, indent=2, sort_keys=True) + "\n"
     atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
@@ -326,7 +337,9 @@ def run_evaluation(
         answers = generate(prompts, [row["images"] for row in rows])
         texts = [a[0] for a in answers]
         lines = _prediction_lines(rows, texts, [a[1] for a in answers], frame, limits, require_think)
+        crash_point("eval.before_append")
         _append(path, lines)
+        crash_point("eval.after_append")
         done.update((line["id"], line) for line in lines)
         if bar is not None:
             bar.update(len(batch))
@@ -337,6 +350,7 @@ def run_evaluation(
     if not main:  # the main process merges, scores and writes; the others return what it wrote
         _barrier(state)
         return json.loads((output_dir / "results.json").read_text(encoding="utf-8"))
+    crash_point("eval.before_merge")
     done = _merge(output_dir, source.ids)
     unknown = sorted(set(done) - set(source.ids))
     outputs = [done[rid]["output"] for rid in source.ids]
@@ -376,9 +390,12 @@ def _merge(output_dir: Path, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     order = {rid: k for k, rid in enumerate(ids)}
     ranked = sorted(done, key=lambda rid: (order.get(rid, len(order)), rid))
     text = "".join(json.dumps(done[rid], ensure_ascii=False) + "\n" for rid in ranked)
-    atomic_write(output_dir / PREDICTIONS_FILE, lambda handle: handle.write(text.encode("utf-8")))
+    atomic_write(output_dir / PREDICTIONS_FILE, lambda handle: handle.write(text.encode("utf-8")), label="eval.merge")
+    # a kill here leaves the parts beside a complete predictions.jsonl: the rerun reads both (one record per id)
+    # and merges again, so nothing is lost or duplicated
+    crash_point("eval.merge_before_unlink")
     for path in parts:
-        path.unlink()
+        path.unlink(missing_ok=True)
     return done
 
 

@@ -25,9 +25,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..crash import crash_point
 from ..datasets_builders.rl import OUTCOMES, EmptyRLSetError, build_rl_set, read_samples
-from ..datasets_builders.shards import check_plan, done_chunks, write_shard
+from ..datasets_builders.shards import (
+    check_plan,
+    claim_output,
+    done_chunks,
+    release_output,
+    remove_stale_temp_files,
+    write_shard,
+)
 from ..geometry import Frame
+from ..io_utils import atomic_write
 from ..rewards import REWARD_FUNCS, IoUReward
 from ..scoring import FrameSpec
 from ..trainers.rollout_metrics import score_completions
@@ -259,6 +268,7 @@ class RejectionSampler:
         if state.is_main_process:
             if cfg.resample and samples_dir.exists():
                 shutil.rmtree(samples_dir)
+            remove_stale_temp_files(samples_dir)  # a kill between an atomic write and its rename leaves one
             self._check_plan(plan)
         state.wait_for_everyone()
         if not state.is_main_process:
@@ -299,10 +309,12 @@ class RejectionSampler:
                             record.update(index=chunk * cfg.chunk_size + start + offset, chunk=chunk)
                         records.extend(batch_records)
                         advance(len(batch))
-                    write_shard(samples_dir, chunk, records)
+                    crash_point("sample.chunk_generated")
+                    write_shard(samples_dir, chunk, records, label="sample")
                     done_here.append(chunk)
                     if self.on_chunk_done is not None:
                         self.on_chunk_done(chunk)
+                    crash_point("sample.chunk_done")
         chunks_by_process = gather_object([done_here]) if state.num_processes > 1 else [done_here]
         state.wait_for_everyone()
         result: dict[str, Any] = {
@@ -329,19 +341,31 @@ class RejectionSampler:
             "seconds": round(seconds, 3),
             "prompts": len(samples),
         }
+        # a run killed after writing the RL set but before its run record finds the set it wrote: the claim lets
+        # the rerun replace it (same shards, same set) instead of refusing a non-empty output_dir
+        overwrite = claim_output(samples_dir, cfg.output_dir, cfg.overwrite)
+        crash_point("sample.before_build")
         try:
             built = build_rl_set(
-                dataset, samples_dir, cfg.output_dir, cfg.band(), overwrite=cfg.overwrite, repo_id=cfg.repo_id,
+                dataset, samples_dir, cfg.output_dir, cfg.band(), overwrite=overwrite, repo_id=cfg.repo_id,
                 extra_stats={"processes": len(chunks_by_process)}, decontaminate_against=cfg.decontaminate_against,
             )  # fmt: skip
         except EmptyRLSetError as exc:
-            (samples_dir / RUN_FILE).write_text(json.dumps({**run, "kept": 0}, indent=2))
+            _write_json(samples_dir / RUN_FILE, {**run, "kept": 0})
+            release_output(samples_dir)
             _summary(exc.per_task)
             raise
+        crash_point("sample.after_build")
         run["kept"] = built["rows"]["train"]
-        (samples_dir / RUN_FILE).write_text(json.dumps(run, indent=2))
+        _write_json(samples_dir / RUN_FILE, run)
+        release_output(samples_dir)
         _summary(built["per_task"])
         return {**built, **run, "samples_dir": str(samples_dir)}
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    text = json.dumps(payload, indent=2)
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def _summary(per_task: dict[str, dict[str, int]]) -> None:

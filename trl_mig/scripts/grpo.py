@@ -50,7 +50,15 @@ def main(script_args: GRPOScriptArguments, training_args: Any) -> dict[str, Any]
     from ..models import load_processor
     from ..sampling.sampler import resolve_reward_funcs
     from ..trainers import MIGGRPOTrainer
-    from .common import load_splits, print_table, trainer_summary, write_run_record
+    from .common import (
+        add_crash_callback,
+        load_full_checkpoints_with_key_conversion,
+        load_splits,
+        print_table,
+        resume_checkpoint,
+        trainer_summary,
+        write_run_record,
+    )
 
     train, test = load_splits(
         script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split,
@@ -76,7 +84,10 @@ def main(script_args: GRPOScriptArguments, training_args: Any) -> dict[str, Any]
             truncation_side="left",
         ),  # as TRL loads it for GRPO: left padding for generation
     )
-    output = trainer.train()
+    add_crash_callback(trainer)
+    load_full_checkpoints_with_key_conversion(trainer)
+    # `--resume_from_checkpoint true`: from the newest complete checkpoint in output_dir (same data order)
+    output = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
         trainer.create_model_card(dataset_name=script_args.dataset_name)

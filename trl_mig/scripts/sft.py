@@ -37,7 +37,15 @@ def dataclasses() -> tuple[type, ...]:
 def main(script_args: SFTScriptArguments, training_args: Any) -> dict[str, Any]:
     from ..models import load_processor
     from ..trainers import MIGSFTTrainer
-    from .common import load_splits, print_table, trainer_summary, write_run_record
+    from .common import (
+        add_crash_callback,
+        load_full_checkpoints_with_key_conversion,
+        load_splits,
+        print_table,
+        resume_checkpoint,
+        trainer_summary,
+        write_run_record,
+    )
 
     train, test = load_splits(
         script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split,
@@ -49,7 +57,10 @@ def main(script_args: SFTScriptArguments, training_args: Any) -> dict[str, Any]:
         script_args.model_name_or_path, args=training_args, train_dataset=train, eval_dataset=test,
         processing_class=processor,
     )  # fmt: skip
-    output = trainer.train()
+    add_crash_callback(trainer)
+    load_full_checkpoints_with_key_conversion(trainer)
+    # `--resume_from_checkpoint true`: from the newest complete checkpoint in output_dir (same data order)
+    output = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
     summary = trainer_summary(trainer, output)
     summary["rows"] = len(train)
     if training_args.merge_at_end:

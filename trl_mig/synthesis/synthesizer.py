@@ -20,7 +20,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..datasets_builders.shards import check_plan, done_chunks, write_shard
+from ..crash import crash_point
+from ..datasets_builders.shards import (
+    check_plan,
+    claim_output,
+    done_chunks,
+    release_output,
+    remove_stale_temp_files,
+    write_shard,
+)
 from ..parsing import parse_answer
 from ..scoring import FrameSpec, score_single
 from .config import SynthesisConfig
@@ -199,6 +207,7 @@ class CoTSynthesizer:
         shards = Path(cfg.shards_dir)
         if cfg.restart and shards.exists():
             shutil.rmtree(shards)
+        remove_stale_temp_files(shards)  # a kill between an atomic write and its rename leaves one
         check_plan(shards, self.plan(dataset), restart_flag="--restart")
         n_chunks = -(-len(dataset) // cfg.chunk_size)
         pending = sorted(set(range(n_chunks)) - done_chunks(shards))
@@ -219,13 +228,20 @@ class CoTSynthesizer:
                     for future in futures:
                         future.cancel()
                     raise
-                write_shard(shards, chunk, records)
+                crash_point("synthesize.chunk_answered")
+                write_shard(shards, chunk, records, label="synthesize")
                 if self.on_chunk_done is not None:
                     self.on_chunk_done(chunk)
+                crash_point("synthesize.chunk_done")
+        # a run killed after writing the set finds it on its rerun: the claim lets it replace what it wrote itself
+        overwrite = claim_output(shards, cfg.output_dir, cfg.overwrite)
+        crash_point("synthesize.before_build")
         result = build_cot_set(
-            dataset, shards, cfg.output_dir, overwrite=cfg.overwrite, repo_id=cfg.repo_id,
+            dataset, shards, cfg.output_dir, overwrite=overwrite, repo_id=cfg.repo_id,
             source_name=cfg.dataset_name, decontaminate_against=cfg.decontaminate_against,
         )  # fmt: skip
+        crash_point("synthesize.after_build")
+        release_output(shards)
         result.update(resumed_chunks=n_chunks - len(pending), chunks=n_chunks,
                       seconds=round(time.perf_counter() - started, 2))  # fmt: skip
         return result
