@@ -11,6 +11,7 @@ snapshot, whose files link to `../../blobs/`) is refused too: point `--image-roo
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,12 @@ from .writer import BadRecordError
 OUTSIDE_ROOT = "image path outside the image root"
 #: the reason for a path that cannot be a file name at all (not a string, empty, NUL byte, symlink loop)
 INVALID_PATH = "invalid image path"
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved_root(root: str) -> Path:
+    """The image root, resolved once per build (half the cost of a check is resolving the root again per image)."""
+    return Path(root).resolve()
 
 
 def resolve_under(root: str | Path, relative: Any, record_label: str) -> Path:
@@ -54,7 +61,7 @@ def resolve_under(root: str | Path, relative: Any, record_label: str) -> Path:
     if not isinstance(relative, str) or not relative.strip():
         raise BadRecordError(f"{record_label}: {INVALID_PATH} ({relative!r})", INVALID_PATH)
     try:
-        base = Path(root).resolve()
+        base = _resolved_root(str(root))
         resolved = (base / relative.removeprefix("./")).resolve()
     except (OSError, RuntimeError, ValueError) as exc:  # NUL byte, symlink loop
         raise BadRecordError(f"{record_label}: {INVALID_PATH} ({relative!r}: {exc})", INVALID_PATH) from exc

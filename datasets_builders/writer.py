@@ -139,6 +139,22 @@ def card_configs(splits: Sequence[str], configs: Sequence[str] = ()) -> list[dic
     return entries
 
 
+def encode_rows(rows: list[dict[str, Any]], features: Any) -> Any:
+    """Rows as an Arrow table with `features`' schema and encoding (images to `{"bytes", "path"}`): what
+    `Dataset.from_list(rows, features=features).data.table` gives, without building a `Dataset`, whose fingerprint
+    (dill-hashing every row) cost a quarter of a build's time at one `Dataset` per row group.
+    """
+    import pyarrow as pa
+    from datasets.arrow_writer import OptimizedTypedSequence
+
+    arrays = {
+        name: OptimizedTypedSequence(features.encode_column([row.get(name) for row in rows], name),
+                                     type=features[name], col=name)
+        for name in features
+    }  # fmt: skip
+    return pa.Table.from_pydict(arrays).replace_schema_metadata(features.arrow_schema.metadata)
+
+
 class ParquetShardWriter:
     """Streams rows into `folder/<split>-XXXXX-of-XXXXX.parquet`, `shard_rows` rows per file, one row group at a time.
 
@@ -199,12 +215,10 @@ class ParquetShardWriter:
         self._in_file = 0
 
     def _flush(self) -> None:
-        from datasets import Dataset
-
         if self._writer is None:
             self._open()
         if self._pending:
-            table = Dataset.from_list(self._pending, features=self.features).data.table
+            table = encode_rows(self._pending, self.features)
             self._writer.write_table(table)
             self._in_file += len(self._pending)
             self.total += len(self._pending)
