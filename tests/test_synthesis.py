@@ -234,3 +234,18 @@ def test_local_transformers_teacher(tmp_path, source, caplog):
     traces = read_traces(cfg.shards_dir)
     assert sorted(traces) == sorted(rows["id"][:2]) and all(len(t["tries"]) == 2 for t in traces.values())
     assert f"row {rows['id'][0]} try 1 rejected" in caplog.text  # garbage is logged with the row id, not raised
+
+
+def test_two_processes_share_the_questions(tmp_path, source, scripted):
+    """Under `accelerate launch` each process asks the teacher about every world_size-th pending chunk and the main
+    process builds the set once: every question is asked exactly as often as in one process (none twice)."""
+    from test_recipes import launch_two_processes
+
+    source_dir, rows = source
+    out = tmp_path / "cot2"
+    launch_two_processes("synthesize-cot", "--dataset_name", str(source_dir), "--base_url", scripted.base_url,
+                         "--teacher_model", "teacher", "--num_tries", "3", "--output_dir", str(out), "--max_retries",
+                         "0", "--api_key_env", "NO_SUCH_KEY_VAR", "--chunk_size", "2")  # fmt: skip
+    assert scripted.asked == {i: (tries_needed(i) or 3) for i in range(8)}
+    expected = [rid for i, rid in enumerate(rows["id"]) if tries_needed(i) is not None]
+    assert load_schema_dataset(str(out), split="train")["id"] == expected

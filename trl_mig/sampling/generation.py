@@ -248,8 +248,18 @@ def _pixel_limits(processor: Any) -> dict[str, int]:
     return {key: int(value) for key, value in out.items() if isinstance(value, int)}
 
 
-def make_generator(config: Any, model_name_or_path: str, processor: Any, device: Any, *, distributed: bool = False):
+def make_generator(
+    config: Any,
+    model_name_or_path: str,
+    processor: Any,
+    device: Any,
+    *,
+    distributed: bool = False,
+    max_images: int = 10,
+):
     """The backend `config.backend` names (`auto`: vLLM when installed and CUDA is available, else HF).
+
+    `max_images` (the most images a row of the data has) becomes vLLM's `limit_mm_per_prompt`.
 
     Args:
         config: a `RejectionSamplingConfig` (or anything with its generation fields).
@@ -277,6 +287,7 @@ def make_generator(config: Any, model_name_or_path: str, processor: Any, device:
             gpu_memory_utilization=config.vllm_gpu_memory_utilization,
             max_model_len=config.vllm_max_model_len,
             distributed=distributed,
+            max_images=max_images,
             **sampling,
         )
     from transformers import AutoModelForImageTextToText

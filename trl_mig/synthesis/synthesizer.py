@@ -13,6 +13,7 @@ the row id, and the next try is asked.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -203,19 +204,24 @@ class CoTSynthesizer:
 
         cfg = self.config
         started = time.perf_counter()
+        state = _distributed_state()
+        rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
         dataset = self._load()
         shards = Path(cfg.shards_dir)
-        if cfg.restart and shards.exists():
-            shutil.rmtree(shards)
-        remove_stale_temp_files(shards)  # a kill between an atomic write and its rename leaves one
-        check_plan(shards, self.plan(dataset), restart_flag="--restart")
+        if rank == 0:
+            if cfg.restart and shards.exists():
+                shutil.rmtree(shards)
+            remove_stale_temp_files(shards)  # a kill between an atomic write and its rename leaves one
+            check_plan(shards, self.plan(dataset), restart_flag="--restart")
+        _barrier(state)
         n_chunks = -(-len(dataset) // cfg.chunk_size)
         pending = sorted(set(range(n_chunks)) - done_chunks(shards))
+        mine = pending[rank::world]  # under `accelerate launch`: every world_size-th pending chunk, shards merged once
         from ..sampling.sampler import _progress
 
-        with ThreadPoolExecutor(cfg.max_in_flight) as pool, _progress(True, len(pending) * cfg.chunk_size,
+        with ThreadPoolExecutor(cfg.max_in_flight) as pool, _progress(rank == 0, len(mine) * cfg.chunk_size,
                                                                        "teacher") as advance:  # fmt: skip
-            for chunk in pending:
+            for chunk in mine:
                 lo, hi = chunk * cfg.chunk_size, min((chunk + 1) * cfg.chunk_size, len(dataset))
                 rows = dataset.select(range(lo, hi))
                 futures = [pool.submit(self.solve, row, lo + i) for i, row in enumerate(rows)]
@@ -233,6 +239,10 @@ class CoTSynthesizer:
                 if self.on_chunk_done is not None:
                     self.on_chunk_done(chunk)
                 crash_point("synthesize.chunk_done")
+        _barrier(state)
+        if rank != 0:  # the main process builds the set from every process's shards
+            _barrier(state)
+            return {"process": rank, "chunks": mine, "world_size": world}
         # a run killed after writing the set finds it on its rerun: the claim lets it replace what it wrote itself
         overwrite = claim_output(shards, cfg.output_dir, cfg.overwrite)
         crash_point("synthesize.before_build")
@@ -242,6 +252,24 @@ class CoTSynthesizer:
         )  # fmt: skip
         crash_point("synthesize.after_build")
         release_output(shards)
-        result.update(resumed_chunks=n_chunks - len(pending), chunks=n_chunks,
+        result.update(resumed_chunks=n_chunks - len(pending), chunks=n_chunks, world_size=world,
                       seconds=round(time.perf_counter() - started, 2))  # fmt: skip
+        _barrier(state)
         return result
+
+
+def _distributed_state() -> Any:
+    """accelerate's state when launched with several processes (`accelerate launch`), else `None`: a plain run of an
+    API teacher needs neither torch nor accelerate. On CPU the state is built with `cpu=True`, which makes the group
+    gloo (see examples/accelerate_configs/cpu_2proc.yaml)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def _barrier(state: Any) -> None:
+    if state is not None:
+        state.wait_for_everyone()
