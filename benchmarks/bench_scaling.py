@@ -9,7 +9,8 @@ rows grow: a builder that held its rows would need 100x the memory at 100x the r
   set, `--max_steps 8`, one process, then `accelerate launch --config_file examples/accelerate_configs/cpu_2proc.yaml`.
   Each process has its own batch, so a step of 2 processes trains twice the completions: seconds per step and
   completions per second are both reported (from `trl_mig_run.json`: `train_runtime`, `global_step`, `world_size`).
-- Sampler: `trl-mig sample` with `examples/recipes/tiny/sample.yaml` on 32 prompts, 2 samples each; prompts per
+- Sampler: `trl-mig sample` with `examples/recipes/tiny/sample.yaml` on 128 prompts, 2 samples of up to 32 new
+  tokens each, chunks of 8; prompts per
   second over the sampler's own time (`last_run.json` `seconds`: model load, sampling, merge), 1 vs 2 processes; the
   command's wall time (interpreter and `accelerate launch` start included) is recorded beside it.
 - Builders: each build in a fresh process (`bench_builders.py --one`), peak RSS over a bare process importing the same
@@ -36,6 +37,8 @@ from _harness import SEED, format_table
 
 
 ROOT = Path(__file__).resolve().parents[1]
+#: prompts the sampler answers (and rows GRPO draws from): enough that sampling, not start-up, is what is timed
+PROMPTS = 128
 RECIPES = ROOT / "examples" / "recipes" / "tiny"
 CPU_2PROC = ROOT / "examples" / "accelerate_configs" / "cpu_2proc.yaml"
 ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1", "OMP_NUM_THREADS": "1",
@@ -61,7 +64,7 @@ def bench_processes(work: Path) -> dict[str, Any]:
 
     model = save_tiny_model(work / "base", "qwen2_5_vl", size="tiny", seed=SEED)
     data = work / "data"
-    synthetic.build(synthetic.BuildArguments(output_dir=str(data), num_train=32, num_test=0, seed=SEED))
+    synthetic.build(synthetic.BuildArguments(output_dir=str(data), num_train=PROMPTS, num_test=0, seed=SEED))
     out: dict[str, Any] = {"grpo": {}, "sample": {}}
     for processes in (1, 2):
         grpo_dir = work / f"grpo-{processes}"
@@ -74,11 +77,13 @@ def bench_processes(work: Path) -> dict[str, Any]:
                                   "completions_per_s": round(completions / runtime, 2)}  # fmt: skip
         seconds = _run(processes, "sample", "--config", str(RECIPES / "sample.yaml"), "--model_name_or_path",
                        str(model), "--dataset_name", str(data), "--output_dir", str(work / f"rl-{processes}"),
-                       "--samples_dir", str(work / f"samples-{processes}"))  # fmt: skip
+                       "--samples_dir", str(work / f"samples-{processes}"), "--max_new_tokens", "32",
+                       "--chunk_size", "8")  # fmt: skip
         last = json.loads((work / f"samples-{processes}" / "last_run.json").read_text())
         inside = float(last["seconds"])  # the sampler's own time (load, sample, merge), not the interpreter start
-        out["sample"][processes] = {"world_size": last.get("world_size"), "prompts": 32, "seconds": round(inside, 1),
-                                    "command_seconds": round(seconds, 1), "prompts_per_s": round(32 / inside, 2)}  # fmt: skip
+        out["sample"][processes] = {"world_size": last.get("world_size"), "prompts": PROMPTS,
+                                    "seconds": round(inside, 1), "command_seconds": round(seconds, 1),
+                                    "prompts_per_s": round(PROMPTS / inside, 2)}  # fmt: skip
     for stage, key in (("grpo", "completions_per_s"), ("sample", "prompts_per_s")):
         out[stage]["ratio_2_to_1"] = round(out[stage][2][key] / out[stage][1][key], 2)
     return out
@@ -96,7 +101,9 @@ def bench_memory(work: Path) -> dict[str, Any]:
         results["mgrounding"][records] = {"rows": run["rows"], "rows_per_second": run["rows_per_second"],
                                           "over_baseline_mib": round(run["peak_rss_mib"] - baseline, 1)}  # fmt: skip
     for rows in (50, 500, 5_000):
-        run = bench_builders._child("synthetic", work, argparse.Namespace(**{**vars(base), "synthetic_rows": rows}))
+        folder = work / f"synthetic-{rows}"
+        folder.mkdir()
+        run = bench_builders._child("synthetic", folder, argparse.Namespace(**{**vars(base), "synthetic_rows": rows}))
         results["synthetic"][rows] = {"rows": run["rows"], "rows_per_second": run["rows_per_second"],
                                       "over_baseline_mib": round(run["peak_rss_mib"] - baseline, 1)}  # fmt: skip
     return results
