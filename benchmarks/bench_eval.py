@@ -89,6 +89,7 @@ def bench_scoring(n: int) -> list[dict[str, Any]]:
 
 def bench_generation(rows: int, max_new_tokens: int = 32) -> dict[str, Any]:
     from datasets import Dataset
+    from PIL import Image
     from transformers import AutoModelForImageTextToText
 
     from trl_mig.evaluation.runner import hf_generate_fn, run_evaluation
@@ -98,8 +99,6 @@ def bench_generation(rows: int, max_new_tokens: int = 32) -> dict[str, Any]:
     from trl_mig.schema import features
     from trl_mig.templates import pixel_limits_from_processor
     from trl_mig.testing import tiny_checkpoint
-
-    from PIL import Image
 
     rng = random.Random(SEED)
     data = []

@@ -23,7 +23,7 @@ PREDICTION_KEYS = {"id", "task", "output", "pred_boxes", "pred_image", "iou", "c
 
 
 def _answer(image: int | None, box: list[float]) -> str:
-    return f'<think>look</think><answer>{json.dumps({"image": image, "bbox_2d": box})}</answer>'
+    return f"<think>look</think><answer>{json.dumps({'image': image, 'bbox_2d': box})}</answer>"
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> Path:

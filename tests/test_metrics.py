@@ -155,8 +155,11 @@ _row = st.tuples(_answer, _gold, st.integers(-1, 2), st.sampled_from([None, [(64
                                                                       [(1000, 500)]]))  # fmt: skip
 
 
-@given(rows=st.lists(_row, min_size=1, max_size=12), frame=st.sampled_from(
-    ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "pixel", "normalized", "coco_xywh"]), think=st.booleans())
+@given(
+    rows=st.lists(_row, min_size=1, max_size=12),
+    frame=st.sampled_from(["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "pixel", "normalized", "coco_xywh"]),
+    think=st.booleans(),
+)
 def test_array_path_equals_the_per_row_path(rows, frame, think):
     from trl_mig.metrics.core import _score_parsed, _score_texts
     from trl_mig.scoring import FrameSpec

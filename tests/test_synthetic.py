@@ -378,7 +378,8 @@ def test_build_card_counts_and_decontamination_while_streaming(tmp_path):
     stat = f"{min(n_images)} / {sum(n_images) / len(n_images):.2f} / {max(n_images)}"
     assert f"| images per row (min / mean / max) | {stat} |" in card
     assert sorted(p.name for p in (out / "data").iterdir()) == [
-        "test-00000-of-00001.parquet", *(f"train-0000{i}-of-00003.parquet" for i in range(3))
+        "test-00000-of-00001.parquet",
+        *(f"train-0000{i}-of-00003.parquet" for i in range(3)),
     ]
     # a benchmark made of the same seed's rows: streaming drops what filtering the whole list drops; the card counts it
     from trl_mig.datasets_builders.decontaminate import BenchmarkIndex

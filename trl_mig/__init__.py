@@ -53,8 +53,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .inference import GroundingResult, ground
     from .metrics import compute_grounding_metrics
     from .parsing import Prediction, parse_answer
-    from .scoring import FrameSpec
     from .rewards import format_reward, image_index_reward, iou_reward, iou_threshold_reward, multi_box_iou_reward
+    from .scoring import FrameSpec
     from .templates import (
         RenderInfo,
         get_template,

@@ -55,7 +55,9 @@ class FrameSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "frame", Frame.parse(self.frame))
-        if not (isinstance(self.factor, Integral) and self.factor >= 1):  # 0 divided by zero on the first scored answer
+        if not (
+            isinstance(self.factor, Integral) and self.factor >= 1
+        ):  # 0 divided by zero on the first scored answer
             raise ValueError(f"factor must be a positive integer (patch size x merge size), got {self.factor!r}")
         if not 0 < self.min_pixels <= self.max_pixels:
             raise ValueError(

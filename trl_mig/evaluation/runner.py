@@ -583,6 +583,7 @@ def evaluate_model(args: EvalArguments) -> dict[str, Any]:
             template=args.template,
         )  # fmt: skip
     import torch
+    from accelerate import PartialState
     from transformers import AutoConfig
 
     import trl_mig.models  # noqa: F401  (registers trl-mig's processor classes, named by tiny checkpoints)
@@ -590,8 +591,6 @@ def evaluate_model(args: EvalArguments) -> dict[str, Any]:
     from ..models.loading import load_processor
     from ..sampling.generation import HFGenerator, VLLMGenerator
     from ..templates import pixel_limits_from_processor, resolve_frame
-
-    from accelerate import PartialState
 
     state = PartialState(cpu=args.use_cpu or not torch.cuda.is_available())
     source = make_source(args.benchmark, annotations=args.annotations, image_root=args.image_root, data=args.data,

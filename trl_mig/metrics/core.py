@@ -373,7 +373,9 @@ def aggregate(
     out["miou"] = float(ious.mean())
     out["parse_fail_rate"] = float((~columns.parsed).mean())
     known = columns.right >= 0
-    out["wrong_image_rate"] = float((columns.parsed[known] & (columns.right[known] == 0)).mean()) if known.any() else None
+    out["wrong_image_rate"] = (
+        float((columns.parsed[known] & (columns.right[known] == 0)).mean()) if known.any() else None
+    )
     judged = columns.format_ok >= 0
     out["format_rate"] = float(columns.format_ok[judged].mean()) if judged.any() else None
     return out
@@ -440,7 +442,9 @@ def compute_grounding_metrics(
     if tasks is not None:
         names, inverse = np.unique(np.asarray([str(t) for t in tasks], dtype=object), return_inverse=True)
         per_task = {str(name): np.flatnonzero(inverse == k) for k, name in enumerate(names)}
-        result["tasks"] = {t: {"n": len(index), **aggregate(columns.take(index))} for t, index in sorted(per_task.items())}
+        result["tasks"] = {
+            t: {"n": len(index), **aggregate(columns.take(index))} for t, index in sorted(per_task.items())
+        }
         if set(per_task) <= set(MIG_BENCH_TASKS):
             accs = [result["tasks"][t]["acc@0.5"] for t in per_task]
             result["mig_bench_avg_acc@0.5"] = float(np.mean(accs))

@@ -286,7 +286,11 @@ class RejectionSampler:
             from .generation import make_generator
 
             generator = self._generator or make_generator(
-                cfg, cfg.model_name_or_path, processor, state.device, distributed=state.num_processes > 1,
+                cfg,
+                cfg.model_name_or_path,
+                processor,
+                state.device,
+                distributed=state.num_processes > 1,
                 max_images=max((len(sizes) for sizes in dataset["image_sizes"]), default=1),
             )
             with _progress(state.is_main_process, len(mine) * cfg.chunk_size, "sampling") as advance:
