@@ -47,7 +47,7 @@ from typing import Any
 from trl_mig.geometry import Frame, is_valid_box, repair_box, to_canonical
 from trl_mig.schema import features, validate_row
 
-from .paths import resolve_under
+from .paths import read_image
 from .writer import BadRecordError, ParquetShardWriter, render_dataset_card, staging_dir
 
 
@@ -183,23 +183,13 @@ def description_id(description: Any, position: int | None = None) -> Any:
 
 
 def _read_image(root: Path, entry: Mapping[str, Any], did: Any) -> dict[str, Any]:
-    from PIL import Image, UnidentifiedImageError
-
     file_name = entry.get("file_name")
     if file_name is None:
         raise _bad(did, "missing field", f"(image {entry.get('id')!r}: `file_name`)")
     if not isinstance(file_name, str):
         raise _bad(did, "malformed field", f"(image {entry.get('id')!r}: `file_name` {file_name!r})")
     relative = file_name.removeprefix("./")
-    path = resolve_under(root, relative, f"MC-Bench description {did}")
-    try:
-        data = path.read_bytes()
-        with Image.open(path) as image:
-            size = image.size
-            image.verify()  # catches truncated files that open() alone accepts
-    except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as exc:
-        reason = "missing image" if not path.exists() else "unreadable image"
-        raise _bad(did, reason, f"{path} ({exc})") from exc
+    path, data, size = read_image(root, relative, f"MC-Bench description {did}")
     declared = _image_size(entry, did)
     if tuple(size) != declared:
         raise _bad(did, "image size mismatch", f"{path}: the JSON says {declared[0]}x{declared[1]}, file {size}")

@@ -44,7 +44,7 @@ from trl_mig.geometry import is_valid_box, repair_box, to_canonical
 from trl_mig.parsing import parse_image_reference
 from trl_mig.schema import features, format_box_tag, validate_row
 
-from .paths import resolve_under
+from .paths import read_image
 from .writer import BadRecordError, ParquetShardWriter, render_dataset_card, staging_dir
 
 
@@ -151,17 +151,7 @@ def convert_question(question: str) -> tuple[str, int, int]:
 
 
 def _read_image(root: Path, relative: str, position: int) -> tuple[dict[str, Any], tuple[int, int]]:
-    from PIL import Image, UnidentifiedImageError
-
-    path = resolve_under(root, relative, f"MIG-Bench record {position}")
-    try:
-        data = path.read_bytes()
-        with Image.open(path) as image:
-            size = image.size
-            image.verify()  # catches truncated files that open() alone accepts
-    except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as exc:
-        reason = "missing image" if not path.exists() else "unreadable image"
-        raise BadRecordError(f"MIG-Bench record {position}: {reason} {path} ({exc})", reason) from exc
+    path, data, size = read_image(root, relative, f"MIG-Bench record {position}")
     if min(size) <= 0:
         raise BadRecordError(f"MIG-Bench record {position}: unreadable image {path} (size {size})", "unreadable image")
     return {"bytes": data, "path": relative.removeprefix("./")}, size

@@ -70,3 +70,24 @@ def resolve_under(root: str | Path, relative: Any, record_label: str) -> Path:
             f"{record_label}: {OUTSIDE_ROOT} ({relative!r} resolves to {resolved}, outside {base})", OUTSIDE_ROOT
         )
     return resolved
+
+
+def read_image(root: str | Path, relative: Any, record_label: str) -> tuple[Path, bytes, tuple[int, int]]:
+    """Read and verify one image a record names: `(path, bytes, (width, height))`.
+
+    The path goes through `resolve_under`; a missing, truncated or undecodable file (or a decompression bomb) is a
+    `BadRecordError` named `"<record_label>: missing image <path> (...)"` or `"... unreadable image ..."`. The bytes
+    are read once and embedded as they are (no re-encoding); `verify()` catches truncated files that `open()` accepts.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = resolve_under(root, relative, record_label)
+    try:
+        data = path.read_bytes()
+        with Image.open(path) as image:
+            size = image.size
+            image.verify()
+    except (OSError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError) as exc:
+        reason = "missing image" if not path.exists() else "unreadable image"
+        raise BadRecordError(f"{record_label}: {reason} {path} ({exc})", reason) from exc
+    return path, data, (int(size[0]), int(size[1]))

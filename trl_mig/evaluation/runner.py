@@ -324,27 +324,26 @@ def run_evaluation(
     mine = todo[rank::world]
     logger.info("%d rows, %d already answered, %d to go (%d here)", len(source), len(source) - len(todo), len(todo),
                 len(mine))  # fmt: skip
+    from ..sampling.sampler import _progress
+
     started = time.perf_counter()
-    bar = _progress(len(mine), "eval") if progress and main else None
-    for start in range(0, len(mine), batch_size):
-        batch = mine[start : start + batch_size]
-        rows = source.rows(batch)
-        prompts = [
-            render_prompt(row, template, frame, min_pixels=limits["min_pixels"], max_pixels=limits["max_pixels"],
-                          factor=limits["factor"], multi_target=source.multi_target)
-            for row in rows
-        ]  # fmt: skip
-        answers = generate(prompts, [row["images"] for row in rows])
-        texts = [a[0] for a in answers]
-        lines = _prediction_lines(rows, texts, [a[1] for a in answers], frame, limits, require_think)
-        crash_point("eval.before_append")
-        _append(path, lines)
-        crash_point("eval.after_append")
-        done.update((line["id"], line) for line in lines)
-        if bar is not None:
-            bar.update(len(batch))
-    if bar is not None:
-        bar.close()
+    with _progress(progress and main, len(mine), "eval") as advance:  # the sampler's rich bar
+        for start in range(0, len(mine), batch_size):
+            batch = mine[start : start + batch_size]
+            rows = source.rows(batch)
+            prompts = [
+                render_prompt(row, template, frame, min_pixels=limits["min_pixels"], max_pixels=limits["max_pixels"],
+                              factor=limits["factor"], multi_target=source.multi_target)
+                for row in rows
+            ]  # fmt: skip
+            answers = generate(prompts, [row["images"] for row in rows])
+            texts = [a[0] for a in answers]
+            lines = _prediction_lines(rows, texts, [a[1] for a in answers], frame, limits, require_think)
+            crash_point("eval.before_append")
+            _append(path, lines)
+            crash_point("eval.after_append")
+            done.update((line["id"], line) for line in lines)
+            advance(len(batch))
     seconds = time.perf_counter() - started
     _barrier(state)
     if not main:  # the main process merges, scores and writes; the others return what it wrote
@@ -433,12 +432,6 @@ def _finish(
         except ValueError as exc:  # e.g. external predictions scored without --image-root: nothing to draw on
             logger.warning("no gallery: %s", exc)
     write_results(results, output_dir, images)
-
-
-def _progress(total: int, label: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=label, unit="row", disable=total == 0)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

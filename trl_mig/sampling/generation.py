@@ -80,6 +80,21 @@ class HFGenerator:
             eos = [tokenizer.eos_token_id, *eos]
         self.eos_token_ids = eos
 
+    def _encode(self, prompts: Sequence[list[dict[str, Any]]], images: Sequence[Sequence[Any] | None]) -> Any:
+        """Left-padded model inputs for a batch of conversational prompts with their images."""
+        conversations = [_filled(p, imgs) for p, imgs in zip(prompts, images, strict=True)]
+        return self.processor.apply_chat_template(
+            conversation=conversations,
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+            processor_kwargs={"padding": True},  # transformers 5.24: processor arguments go here, not in **kwargs
+        ).to(self.model.device)
+
+    def _pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_token_ids[0]
+
     def generate(
         self,
         prompts: Sequence[list[dict[str, Any]]],
@@ -95,22 +110,14 @@ class HFGenerator:
 
         if seed is not None:
             torch.manual_seed(seed)
-        conversations = [_filled(p, imgs) for p, imgs in zip(prompts, images, strict=True)]
-        inputs = self.processor.apply_chat_template(
-            conversation=conversations,
-            add_generation_prompt=True,
-            tokenize=True,
-            return_dict=True,
-            return_tensors="pt",
-            processor_kwargs={"padding": True},  # transformers 5.24: processor arguments go here, not in **kwargs
-        ).to(self.model.device)
+        inputs = self._encode(prompts, images)
         sample = self.temperature > 0
         settings: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": sample}
         if sample:
             settings.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k or 0)
         else:
             settings.update(temperature=None, top_p=None, top_k=None)  # silence the model's sampling defaults
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_token_ids[0]
+        pad = self._pad_id()
         with torch.inference_mode():
             out = self.model.generate(
                 **inputs, num_return_sequences=n, pad_token_id=pad, eos_token_id=self.eos_token_ids, **settings
@@ -133,16 +140,8 @@ class HFGenerator:
         """
         import torch
 
-        conversations = [_filled(p, imgs) for p, imgs in zip(prompts, images, strict=True)]
-        inputs = self.processor.apply_chat_template(
-            conversation=conversations,
-            add_generation_prompt=True,
-            tokenize=True,
-            return_dict=True,
-            return_tensors="pt",
-            processor_kwargs={"padding": True},
-        ).to(self.model.device)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_token_ids[0]
+        inputs = self._encode(prompts, images)
+        pad = self._pad_id()
         with torch.inference_mode():
             out = self.model.generate(
                 **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, temperature=None, top_p=None,
