@@ -167,7 +167,7 @@ def _bad(position: int, reason: str, detail: str = "") -> BadRecordError:
     return BadRecordError(f"MIG-Bench record {position}: {reason}" + (f" ({detail})" if detail else ""), reason)
 
 
-def _check_fields(record: Any, position: int) -> None:
+def check_record_fields(record: Any, position: int) -> None:
     """The record is an object with every field `convert_record` reads, of the right type."""
     if not isinstance(record, Mapping):
         raise _bad(position, "not a JSON object", f"got {type(record).__name__}")
@@ -195,7 +195,7 @@ def _is_finite_number(value: Any) -> bool:
         return False
 
 
-def _gold_box(answer: Any, position: int) -> tuple[tuple[float, ...], bool]:
+def gold_box(answer: Any, position: int) -> tuple[tuple[float, ...], bool]:
     """The canonical gold box, repaired once (sorted, clipped); a bad record if it is not four finite numbers or has
     nothing left inside the image."""
     if not isinstance(answer, (list, tuple)) or len(answer) != 4 or not all(_is_finite_number(v) for v in answer):
@@ -207,7 +207,7 @@ def _gold_box(answer: Any, position: int) -> tuple[tuple[float, ...], bool]:
     return fixed, repaired
 
 
-def _target_image(record: Mapping[str, Any], position: int) -> int:
+def checked_target_image(record: Mapping[str, Any], position: int) -> int:
     """`target_image_for` as a bad record (not a plain `ValueError`), checked against the record's images."""
     try:
         target = target_image_for(record, position)
@@ -229,9 +229,9 @@ def convert_record(
     Raises `BadRecordError` naming `record {position}` and the reason (see the module docstring) for a malformed
     record: never another exception type, so `--no-strict` can skip and count it.
     """
-    _check_fields(record, position)
-    gold, repaired = _gold_box(record["answer"], position)
-    target = _target_image(record, position)
+    check_record_fields(record, position)
+    gold, repaired = gold_box(record["answer"], position)
+    target = checked_target_image(record, position)
     try:
         question, n_markup, n_boxes = convert_question(record["question"])
     except ValueError as exc:  # a reference box too long to be a number (int() refuses > 4300 digits)

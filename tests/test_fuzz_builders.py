@@ -445,9 +445,9 @@ def test_mig_bench_shipped_file_has_no_gold_box_the_builder_rejects():
     assert len(records) == 4295
     repaired = []
     for position, record in enumerate(records):
-        mig_bench._check_fields(record, position)
-        _, fixed = mig_bench._gold_box(record["answer"], position)
-        mig_bench._target_image(record, position)
+        mig_bench.check_record_fields(record, position)
+        _, fixed = mig_bench.gold_box(record["answer"], position)
+        mig_bench.checked_target_image(record, position)
         repaired += [position] * fixed
     assert repaired == [7, 34, 105, 126, 163, 512, 703]
 

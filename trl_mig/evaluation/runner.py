@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -106,6 +107,12 @@ class EvalArguments:
         default=False,
         metadata={"help": "Run on CPU even with a GPU (under `accelerate launch` on CPU it makes the gloo group)."},
     )
+    ddp_timeout: int = field(
+        default=1800,
+        metadata={"help": "Seconds a process waits for the others (forming the group, at each barrier) before "
+                  "failing, as `TrainingArguments.ddp_timeout`: bounds the wait on a hung peer or a dead host (a "
+                  "peer killed on this host is seen at once). Keep it above the longest wait for a slower process."},
+    )  # fmt: skip
     update_model_card: bool = field(
         default=False,
         metadata={"help": "Write the results into the local model's README.md (model-index + trl-mig section)."},
@@ -118,6 +125,8 @@ class EvalArguments:
             raise ValueError("--model and --predictions exclude each other: score a file or run a model, not both")
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.ddp_timeout <= 0:
+            raise ValueError(f"--ddp-timeout must be > 0 seconds, got {self.ddp_timeout}")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -585,7 +594,10 @@ def evaluate_model(args: EvalArguments) -> dict[str, Any]:
     from ..sampling.generation import HFGenerator, VLLMGenerator
     from ..templates import pixel_limits_from_processor, resolve_frame
 
-    state = PartialState(cpu=args.use_cpu or not torch.cuda.is_available())
+    # timeout: as TrainingArguments.ddp_timeout reaches accelerate (transformers 5.24), to init_process_group
+    state = PartialState(
+        cpu=args.use_cpu or not torch.cuda.is_available(), timeout=timedelta(seconds=args.ddp_timeout)
+    )
     source = make_source(args.benchmark, annotations=args.annotations, image_root=args.image_root, data=args.data,
                          split=args.split, tasks=args.tasks, limit=args.limit)  # fmt: skip
     processor = load_processor(args.model, args.min_pixels, args.max_pixels)

@@ -123,6 +123,10 @@ class MIGBenchSource(EvalSource):
         image_root: the folder that contains `MIG-Bench/`. Needed to generate, and to score frames that need image
             sizes (`qwen2_5_vl`, `pixel`, `coco_xywh`); image sizes come from the file headers (no decoding).
         tasks, limit: `--tasks`, `--limit` (per task).
+
+    A malformed record raises the builder's `BadRecordError` naming `record {position}` and the reason (not a JSON
+    object, missing or ill-typed field, unknown task: at construction, for every record; bad gold box or target image:
+    in `gold()`; missing or unreadable image: in `image_sizes()` / `rows()`), as `trl-mig build mig_bench` does.
     """
 
     name = "mig-bench"
@@ -135,13 +139,20 @@ class MIGBenchSource(EvalSource):
         limit: int | None = None,
     ) -> None:
         super().__init__()
-        from ..datasets_builders.mig_bench import default_annotations
+        from ..datasets_builders.mig_bench import check_record_fields, default_annotations
 
         self.annotations = Path(annotations) if annotations else default_annotations()
-        records = json.loads(self.annotations.read_text(encoding="utf-8"))
+        try:
+            records = json.loads(self.annotations.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{self.annotations}: not a MIG-Bench annotation file ({exc})") from exc
         if not isinstance(records, list):
             raise ValueError(f"{self.annotations}: expected MIG-Bench's JSON list of records")
-        all_tasks = [str(r.get("task")) for r in records]
+        for position, record in enumerate(records):
+            # the builder's checks, on every record (the task column needs each): a malformed file fails here, naming
+            # the record and the field, before hours of generation, not with a KeyError when scoring
+            check_record_fields(record, position)
+        all_tasks = [r["task"] for r in records]
         _check_tasks(tasks, MIG_BENCH_TASKS, "MIG-Bench")
         self.records = records
         self.positions = select_per_task(all_tasks, tasks, limit)
@@ -163,6 +174,7 @@ class MIGBenchSource(EvalSource):
         if self.image_root is None:
             raise ValueError("image sizes need --image-root (the folder that contains MIG-Bench/)")
         from ..datasets_builders.paths import resolve_under
+        from ..datasets_builders.writer import BadRecordError
 
         sizes = []
         for relative in self.records[position]["images"]:
@@ -170,26 +182,28 @@ class MIGBenchSource(EvalSource):
             try:
                 with Image.open(path) as image:  # reads the header only
                     sizes.append(list(image.size))
-            except OSError as exc:
-                raise ValueError(f"MIG-Bench record {position}: cannot read image {path} ({exc})") from exc
+            except (OSError, SyntaxError, Image.DecompressionBombError) as exc:  # as the builder's `read_image`
+                reason = "missing image" if not path.exists() else "unreadable image"
+                raise BadRecordError(f"MIG-Bench record {position}: {reason} {path} ({exc})", reason) from exc
         return sizes
 
     def gold(self, with_sizes: bool | None = None) -> dict[str, list[Any]]:
-        from ..datasets_builders.mig_bench import target_image_for
-        from ..geometry import repair_box
+        # the builder's gold: repaired once, and a `BadRecordError` naming the record for a box that is not four
+        # finite numbers, has nothing inside the image, or a target image the record does not state or does not have
+        from ..datasets_builders.mig_bench import checked_target_image, gold_box
 
         with_sizes = self.image_root is not None if with_sizes is None else with_sizes
         columns: dict[str, list[Any]] = {k: [] for k in GOLD_COLUMNS}
         repaired = []
         for rid, task, position in zip(self.ids, self.tasks, self.positions):
             record = self.records[position]
-            box, fixed = repair_box(record["answer"])
+            box, fixed = gold_box(record["answer"], position)
             if fixed:
                 repaired.append(rid)
             columns["id"].append(rid)
             columns["task"].append(task)
             columns["solution"].append([list(box)])
-            columns["target_image"].append([target_image_for(record, position)])
+            columns["target_image"].append([checked_target_image(record, position)])
             columns["image_sizes"].append(self.image_sizes(position) if with_sizes else None)
         self.flags["repaired_gold_ids"] = repaired
         return columns

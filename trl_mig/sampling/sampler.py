@@ -22,6 +22,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -197,8 +198,10 @@ class RejectionSampler:
         import torch
         from accelerate import PartialState
 
-        # accelerate 1.15 on CPU: processes form a real gloo group only when the state is built with cpu=True
-        return PartialState(cpu=self.config.use_cpu or not torch.cuda.is_available())
+        # accelerate 1.15 on CPU: processes form a real gloo group only when the state is built with cpu=True;
+        # `timeout` reaches init_process_group (as TrainingArguments.ddp_timeout does) and bounds every barrier
+        cpu = self.config.use_cpu or not torch.cuda.is_available()
+        return PartialState(cpu=cpu, timeout=timedelta(seconds=self.config.ddp_timeout))
 
     def _load_dataset(self):
         if self._dataset is not None:

@@ -7,12 +7,18 @@ reusing TRL's, whose fields would clash with these.
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..rewards import DEFAULT_REWARD_FUNCS
 from .common import TrainingScriptArguments
 
+
+logger = logging.getLogger(__name__)
 
 COMMAND = "grpo"
 HELP = "rule-based RL with format and IoU rewards (MIGGRPOTrainer)"
@@ -38,6 +44,40 @@ class GRPOScriptArguments(TrainingScriptArguments):
         super().__post_init__()
         if isinstance(self.reward_funcs, str):
             self.reward_funcs = [self.reward_funcs]
+
+
+def mid_generation_warning(training_args: Any, checkpoint: str | None = None) -> str | None:
+    """Why a checkpoint of this run would not resume exactly, or `None` when it would.
+
+    TRL 1.16's `GRPOTrainer` generates once every `steps_per_generation * num_iterations` micro-steps and replays the
+    buffered completions in between; a checkpoint saves neither that buffer nor the micro-step counter (`_step`, back
+    to 0 on resume). Resumed from a checkpoint inside such a cycle, the run generates afresh for the cycle's prompts
+    and every later generation comes that many steps late: other completions, a shifted schedule (the last prompts
+    trained on fewer times). A checkpoint at a cycle boundary resumes exactly (tests/test_grpo_resume.py). Checks
+    `checkpoint` (its `trainer_state.json`) when given, else whether `save_steps` can land inside a cycle.
+    """
+    cycle = (training_args.steps_per_generation or 1) * getattr(training_args, "num_iterations", 1)
+    per_step = training_args.gradient_accumulation_steps
+    if cycle <= 1:  # a generation every micro-step: every checkpoint is at a boundary
+        return None
+    if checkpoint is not None:
+        state = Path(checkpoint) / "trainer_state.json"
+        step = json.loads(state.read_text())["global_step"] if state.is_file() else 0  # transformers says what's wrong
+        if step * per_step % cycle:
+            return (
+                f"resuming from {checkpoint} (step {step}), inside a generation cycle of {cycle} micro-steps "
+                "(steps_per_generation x num_iterations): TRL 1.16 does not checkpoint the buffered completions, so "
+                "this run regenerates them and continues on a shifted schedule, not as an uninterrupted run would"
+            )
+        return None
+    save_steps = training_args.save_steps
+    if training_args.save_strategy == "steps" and save_steps >= 1 and int(save_steps) * per_step % cycle:
+        return (
+            f"save_steps={int(save_steps)} puts checkpoints inside generation cycles of {cycle} micro-steps "
+            "(steps_per_generation x num_iterations): a resume from one cannot continue exactly (TRL 1.16 does not "
+            f"checkpoint the buffered completions); use a multiple of {cycle // math.gcd(cycle, per_step)}"
+        )
+    return None
 
 
 def dataclasses() -> tuple[type, ...]:
@@ -87,7 +127,11 @@ def main(script_args: GRPOScriptArguments, training_args: Any) -> dict[str, Any]
     add_crash_callback(trainer)
     load_full_checkpoints_with_key_conversion(trainer)
     # `--resume_from_checkpoint true`: from the newest complete checkpoint in output_dir (same data order)
-    output = trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
+    checkpoint = resume_checkpoint(training_args)
+    warning = mid_generation_warning(training_args, checkpoint) if checkpoint else None
+    if warning or (warning := mid_generation_warning(training_args)):
+        logger.warning(warning)
+    output = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
         trainer.create_model_card(dataset_name=script_args.dataset_name)

@@ -18,6 +18,7 @@ import shutil
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -204,7 +205,7 @@ class CoTSynthesizer:
 
         cfg = self.config
         started = time.perf_counter()
-        state = _distributed_state()
+        state = _distributed_state(cfg.ddp_timeout)
         rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
         dataset = self._load()
         shards = Path(cfg.shards_dir)
@@ -258,16 +259,16 @@ class CoTSynthesizer:
         return result
 
 
-def _distributed_state() -> Any:
+def _distributed_state(ddp_timeout: float = 1800) -> Any:
     """accelerate's state when launched with several processes (`accelerate launch`), else `None`: a plain run of an
     API teacher needs neither torch nor accelerate. On CPU the state is built with `cpu=True`, which makes the group
-    gloo (see examples/accelerate_configs/cpu_2proc.yaml)."""
+    gloo (see examples/accelerate_configs/cpu_2proc.yaml). `ddp_timeout` (seconds) bounds every barrier's wait."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
     import torch
     from accelerate import PartialState
 
-    return PartialState(cpu=not torch.cuda.is_available())
+    return PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(seconds=ddp_timeout))
 
 
 def _barrier(state: Any) -> None:
