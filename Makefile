@@ -38,9 +38,10 @@ bench: install
 	$(PY) benchmarks/bench_builders.py
 	$(PY) benchmarks/bench_eval.py --output benchmarks/results_eval.json
 
-# 1 vs 2 processes (GRPO, sampler) and builder memory at 1x/10x/100x rows: about 10 minutes
+# 1 vs 2 processes (GRPO, sampler; the 4.5M-parameter model) and builder memory at 1x/10x/100x rows: about 10 minutes
 bench-scaling: install
-	$(PY) benchmarks/bench_scaling.py --output benchmarks/results_scaling.json
+	$(PY) benchmarks/bench_scaling.py --model-size small --prompts 256 --max-new-tokens 64 --grpo-batch 8 \
+		--output benchmarks/results_scaling.json
 
 lint: install
 	$(PY) -m ruff check .

@@ -17,6 +17,12 @@ rows grow: a builder that held its rows would need 100x the memory at 100x the r
   libraries: `mgrounding` on generated files of 2,000, 20,000 and 200,000 records; `synthetic` at 50, 500 and 5,000
   rows.
 
+Options: `--model-size` (`tiny` 0.2M or `small` 4.5M), `--prompts`, `--max-new-tokens` (sampler and GRPO) and
+`--grpo-batch` (GRPO completions per process and step) scale the process figures; the defaults are the tiny recipes'
+(the numbers above), at which fixed per-step and per-process costs hide the speed-up. `make bench-scaling` runs the
+`small` settings. A compute ceiling (a 512x512 matmul loop, one thread, in 1 and then 2 processes) is measured first:
+the stage ratios are read against it.
+
 Run alone: `python benchmarks/bench_scaling.py [--skip-builders] [--output FILE]` (about 10 minutes here).
 """
 
@@ -58,35 +64,66 @@ def _run(processes: int, *args: str) -> float:
     return time.perf_counter() - start
 
 
-def bench_processes(work: Path) -> dict[str, Any]:
+def bench_processes(
+    work: Path, prompts: int = PROMPTS, size: str = "tiny", new_tokens: int = 32, grpo_batch: int = 2
+) -> dict[str, Any]:
     from trl_mig.datasets_builders import synthetic
     from trl_mig.testing import save_tiny_model
 
-    model = save_tiny_model(work / "base", "qwen2_5_vl", size="tiny", seed=SEED)
-    data = work / "data"
-    synthetic.build(synthetic.BuildArguments(output_dir=str(data), num_train=PROMPTS, num_test=0, seed=SEED))
-    out: dict[str, Any] = {"grpo": {}, "sample": {}}
+    model = save_tiny_model(work / f"base-{size}", "qwen2_5_vl", size=size, seed=SEED)
+    data = work / f"data-{prompts}"
+    if not data.exists():
+        synthetic.build(synthetic.BuildArguments(output_dir=str(data), num_train=prompts, num_test=0, seed=SEED))
+    out: dict[str, Any] = {"settings": {"prompts": prompts, "model_size": size, "max_new_tokens": new_tokens,
+                                        "grpo_completions_per_process_step": grpo_batch}}  # fmt: skip
+    out.update({"grpo": {}, "sample": {}})
     for processes in (1, 2):
         grpo_dir = work / f"grpo-{processes}"
         _run(processes, "grpo", "--config", str(RECIPES / "grpo.yaml"), "--model_name_or_path", str(model),
-             "--dataset_name", str(data), "--output_dir", str(grpo_dir), "--max_steps", "8")  # fmt: skip
+             "--dataset_name", str(data), "--output_dir", str(grpo_dir), "--max_steps", "8",
+             "--max_completion_length", str(new_tokens), "--per_device_train_batch_size", str(grpo_batch))  # fmt: skip
         record = json.loads((grpo_dir / "trl_mig_run.json").read_text())
         steps, runtime, world = record["global_step"], record["train_runtime"], record["world_size"]
-        completions = steps * 2 * world  # per_device_train_batch_size 2 in the tiny recipe
+        completions = steps * grpo_batch * world  # per_device_train_batch_size completions per process and step
         out["grpo"][processes] = {"world_size": world, "steps": steps, "seconds_per_step": round(runtime / steps, 3),
                                   "completions_per_s": round(completions / runtime, 2)}  # fmt: skip
         seconds = _run(processes, "sample", "--config", str(RECIPES / "sample.yaml"), "--model_name_or_path",
                        str(model), "--dataset_name", str(data), "--output_dir", str(work / f"rl-{processes}"),
-                       "--samples_dir", str(work / f"samples-{processes}"), "--max_new_tokens", "32",
+                       "--samples_dir", str(work / f"samples-{processes}"), "--max_new_tokens", str(new_tokens),
                        "--chunk_size", "8")  # fmt: skip
         last = json.loads((work / f"samples-{processes}" / "last_run.json").read_text())
         inside = float(last["seconds"])  # the sampler's own time (load, sample, merge), not the interpreter start
-        out["sample"][processes] = {"world_size": last.get("world_size"), "prompts": PROMPTS,
+        out["sample"][processes] = {"world_size": last.get("world_size"), "prompts": prompts,
                                     "seconds": round(inside, 1), "command_seconds": round(seconds, 1),
-                                    "prompts_per_s": round(PROMPTS / inside, 2)}  # fmt: skip
+                                    "prompts_per_s": round(prompts / inside, 2)}  # fmt: skip
     for stage, key in (("grpo", "completions_per_s"), ("sample", "prompts_per_s")):
         out[stage]["ratio_2_to_1"] = round(out[stage][2][key] / out[stage][1][key], 2)
     return out
+
+
+_CEILING = """
+import sys, time, torch
+torch.set_num_threads(1)
+a, n, start = torch.randn(512, 512), 0, time.perf_counter()
+while time.perf_counter() - start < float(sys.argv[1]):
+    a @ a
+    n += 1
+print(n / (time.perf_counter() - start))
+"""
+
+
+def compute_ceiling(seconds: float = 8.0) -> dict[str, Any]:
+    """What this machine gives two independent single-thread processes: a 512x512 matmul loop, alone and twice at
+    once. The 2-process ratios of the stages are read against it (a shared or throttled VM gives less than 2x)."""
+
+    def run(copies: int) -> list[float]:
+        procs = [subprocess.Popen([sys.executable, "-c", _CEILING, str(seconds)], stdout=subprocess.PIPE, text=True)
+                 for _ in range(copies)]  # fmt: skip
+        return [float(p.communicate()[0]) for p in procs]
+
+    one, two = run(1), run(2)
+    return {"one_process_per_s": round(one[0], 1), "two_processes_per_s": [round(v, 1) for v in two],
+            "ratio_2_to_1": round(sum(two) / one[0], 2)}  # fmt: skip
 
 
 def bench_memory(work: Path) -> dict[str, Any]:
@@ -114,11 +151,19 @@ def main() -> None:
     parser.add_argument("--skip-builders", action="store_true", help="only the 1 vs 2 process figures")
     parser.add_argument("--skip-processes", action="store_true", help="only the builder memory figures")
     parser.add_argument("--output", default=None, help="also write the figures as JSON here")
+    parser.add_argument("--prompts", type=int, default=PROMPTS, help="prompts sampled (and rows GRPO draws from)")
+    parser.add_argument("--model-size", default="tiny", help="tiny model preset: `tiny` (0.2M) or `small` (4.5M)")
+    parser.add_argument("--max-new-tokens", type=int, default=32, help="sampler and GRPO completion length")
+    parser.add_argument("--grpo-batch", type=int, default=2, help="GRPO completions per process and step (even)")
     args = parser.parse_args()
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp:
         if not args.skip_processes:
-            report["processes"] = procs = bench_processes(Path(tmp))
+            report["compute_ceiling"] = ceiling = compute_ceiling()
+            print(f"compute ceiling (matmul, 1 thread per process): {ceiling['ratio_2_to_1']}x")
+            report["processes"] = procs = bench_processes(
+                Path(tmp), args.prompts, args.model_size, args.max_new_tokens, args.grpo_batch
+            )
             print(format_table(
                 ["stage", "1 process", "2 processes", "ratio (2/1)"],
                 [["grpo, completions/s (s/step)",
