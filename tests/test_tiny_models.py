@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor, Qwen2_5_VLConfig, Qwen2VLConfig
+from transformers import AutoModelForImageTextToText, AutoProcessor, Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig
 from transformers.models.auto.processing_auto import PROCESSOR_MAPPING, processor_class_from_name
 from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
+from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 
 import trl_mig
-from trl_mig.models import MIGQwen2_5_VLProcessor, MIGQwen2VLProcessor
+from trl_mig.models import MIGQwen2_5_VLProcessor, MIGQwen2VLProcessor, MIGQwen3VLProcessor
 from trl_mig.testing import (
     FAMILIES,
     TinyModelConfig,
@@ -32,8 +33,8 @@ from trl_mig.testing import (
 
 
 ROOT = Path(__file__).resolve().parents[1]
-STOCK = {"qwen2_5_vl": Qwen2_5_VLProcessor, "qwen2_vl": Qwen2VLProcessor}
-OURS = {"qwen2_5_vl": MIGQwen2_5_VLProcessor, "qwen2_vl": MIGQwen2VLProcessor}
+STOCK = {"qwen2_5_vl": Qwen2_5_VLProcessor, "qwen2_vl": Qwen2VLProcessor, "qwen3_vl": Qwen3VLProcessor}
+OURS = {"qwen2_5_vl": MIGQwen2_5_VLProcessor, "qwen2_vl": MIGQwen2VLProcessor, "qwen3_vl": MIGQwen3VLProcessor}
 CONVERSATION = [
     {
         "role": "user",
@@ -122,8 +123,10 @@ def test_two_images_expand_to_their_grids(family, processors):
     assert grid.shape == (2, 3)
     merge = processor.image_processor.merge_size
     assert int((out["input_ids"] == processor.image_token_id).sum()) == int(grid.prod(-1).sum()) // merge**2
-    # smart_resize within the tiny limits: every side a multiple of 28, area <= 112 * 112
-    assert all(int(h) * int(w) * 14 * 14 <= 112 * 112 for _, h, w in grid)
+    # smart_resize within the tiny limits: every side a multiple of 2 patches, area <= 112 * 112
+    patch = processor.image_processor.patch_size
+    assert patch == (16 if family == "qwen3_vl" else 14)
+    assert all(int(h) * int(w) * patch * patch <= 112 * 112 and h % 2 == 0 and w % 2 == 0 for _, h, w in grid)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -218,7 +221,7 @@ def test_real_format_checkpoints_still_resolve_to_transformers_classes(family, c
     so the stock class's `from_pretrained` is replaced by a recorder and we check that `AutoProcessor` dispatches
     to it, both when `processor_class` names it and when no file names a class (the config-type fallback).
     """
-    config_class = {"qwen2_5_vl": Qwen2_5_VLConfig, "qwen2_vl": Qwen2VLConfig}[family]
+    config_class = {"qwen2_5_vl": Qwen2_5_VLConfig, "qwen2_vl": Qwen2VLConfig, "qwen3_vl": Qwen3VLConfig}[family]
     assert PROCESSOR_MAPPING[config_class] is STOCK[family]
     assert processor_class_from_name(STOCK[family].__name__) is STOCK[family]
 

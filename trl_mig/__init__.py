@@ -44,6 +44,7 @@ _LAZY: dict[str, str] = {
     # importing trl_mig.models registers these processor classes with AutoProcessor
     "MIGQwen2_5_VLProcessor": "trl_mig.models",
     "MIGQwen2VLProcessor": "trl_mig.models",
+    "MIGQwen3VLProcessor": "trl_mig.models",
 }
 
 __all__ = ["__version__", *_LAZY]

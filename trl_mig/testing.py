@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .models import MIGQwen2_5_VLProcessor, MIGQwen2VLProcessor
+from .models import MIGQwen2_5_VLProcessor, MIGQwen2VLProcessor, MIGQwen3VLProcessor
 from .models.tiny import FAMILIES, PRESETS, TinyModelConfig, normalize_family, tiny_qwen_vl_config
 from .models.tokenizer import QWEN_VL_SPECIAL_TOKENS, build_byte_level_tokenizer, default_corpus
 
@@ -41,10 +41,15 @@ if TYPE_CHECKING:  # pragma: no cover
 TINY_MIN_PIXELS = 56 * 56
 TINY_MAX_PIXELS = 112 * 112
 
-_PROCESSOR_CLASSES = {"qwen2_5_vl": MIGQwen2_5_VLProcessor, "qwen2_vl": MIGQwen2VLProcessor}
+_PROCESSOR_CLASSES = {
+    "qwen2_5_vl": MIGQwen2_5_VLProcessor,
+    "qwen2_vl": MIGQwen2VLProcessor,
+    "qwen3_vl": MIGQwen3VLProcessor,
+}
 _MODEL_CLASS_NAMES = {
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
     "qwen2_vl": "Qwen2VLForConditionalGeneration",
+    "qwen3_vl": "Qwen3VLForConditionalGeneration",
 }
 
 
@@ -67,13 +72,16 @@ def build_tiny_processor(
     """Build a processor for a tiny model: PIL image processor + local byte-level tokenizer + chat template.
 
     Args:
-        family (`str`, *optional*, defaults to `"qwen2_5_vl"`): `qwen2_5_vl` or `qwen2_vl` (either spelling).
+        family (`str`, *optional*, defaults to `"qwen2_5_vl"`): `qwen2_5_vl`, `qwen2_vl` or `qwen3_vl` (either
+            spelling). Qwen3-VL's image processor has 16-px patches and normalises to [-1, 1], as released; the
+            others 14-px patches and CLIP statistics. All three use TRL's Qwen2.5-VL chat template.
         min_pixels (`int`, *optional*, defaults to `3136`): smallest resized image area (56 x 56).
         max_pixels (`int`, *optional*, defaults to `12544`): largest resized image area (112 x 112).
         vocab_size (`int`, *optional*, defaults to `1024`): upper bound on the learned BPE vocabulary.
 
     Returns:
-        [`MIGQwen2_5_VLProcessor`] or [`MIGQwen2VLProcessor`], with a left-padding tokenizer.
+        [`MIGQwen2_5_VLProcessor`], [`MIGQwen2VLProcessor`] or [`MIGQwen3VLProcessor`], with a left-padding
+        tokenizer.
     """
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -81,11 +89,13 @@ def build_tiny_processor(
     if not 0 < min_pixels <= max_pixels:
         raise ValueError(f"need 0 < min_pixels <= max_pixels, got min_pixels={min_pixels}, max_pixels={max_pixels}")
     # `size` is the 5.24 spelling; `min_pixels`/`max_pixels` keyword arguments are deprecated there
+    qwen3 = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]} if family == "qwen3_vl" else {}
     image_processor = Qwen2VLImageProcessorPil(
         size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
-        patch_size=14,
+        patch_size=16 if family == "qwen3_vl" else 14,
         merge_size=2,
         temporal_patch_size=2,
+        **qwen3,
     )
     template = qwen_vl_chat_template()
     tokenizer = build_byte_level_tokenizer(vocab_size=vocab_size)
@@ -104,7 +114,7 @@ def build_tiny_model(
     The global torch random state is left as it was: the weights depend on `seed` only.
 
     Args:
-        family (`str`, *optional*, defaults to `"qwen2_5_vl"`): `qwen2_5_vl` or `qwen2_vl` (either spelling).
+        family (`str`, *optional*, defaults to `"qwen2_5_vl"`): `qwen2_5_vl`, `qwen2_vl` or `qwen3_vl` (either spelling).
         size (`str` or [`TinyModelConfig`], *optional*, defaults to `"tiny"`): `"tiny"`, `"small"` or a config.
         seed (`int`, *optional*, defaults to `0`): seeds the weight initialisation.
         processor (`ProcessorMixin`, *optional*):
@@ -190,7 +200,7 @@ def tiny_checkpoint(
     model from it), a model object is not (training changes it).
 
     Args:
-        family (`str`, *optional*, defaults to `"qwen2_5_vl"`): `qwen2_5_vl` or `qwen2_vl`.
+        family (`str`, *optional*, defaults to `"qwen2_5_vl"`): `qwen2_5_vl`, `qwen2_vl` or `qwen3_vl`.
         size (`str`, *optional*, defaults to `"tiny"`): a preset name.
         seed (`int`, *optional*, defaults to `0`): weight seed.
         root (`str` or `Path`, *optional*):

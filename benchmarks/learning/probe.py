@@ -14,9 +14,8 @@ trainer), a one-line prompt, answers as four integers on a 0-100 grid, and three
 Worlds (`--world`): `shapes` (one shape on a uniform background, "Locate the shape."), `pairs` (two shapes of named
 colours, "Locate the red shape."), `synthetic` (the project's synthetic `single` task, `--max_objects`,
 `--texture_prob`, `--plain_background` to flatten its gradient/pattern/noise backgrounds). `--mix_shapes F` adds
-F x N `shapes` rows to the training rows. Families: `qwen2_5_vl` (the project's tiny builder) or `qwen3_vl`
-(transformers' `Qwen3VLForConditionalGeneration` built here: its vision tower adds *absolute* position embeddings,
-which Qwen2.5-VL's lacks).
+F x N `shapes` rows to the training rows. Families (`--family`, the project's tiny builders, `trl_mig.testing`):
+`qwen2_5_vl` or `qwen3_vl`, whose vision tower adds learned *absolute* position embeddings (Qwen2.5-VL's has none).
 
 Prints one JSON line per evaluation: acc@0.5, parse failures, the correlation of predicted and gold box centres (0
 for a constant-box predictor), distinct boxes, samples seen, loss. `--save` writes the weights for `--init`.
@@ -128,45 +127,20 @@ def world(name: str, n: int, split: str, args) -> list[tuple]:
 
 
 def build(args):
-    """Processor + model. Qwen3-VL reuses the tiny Qwen2.5-VL processor with 16-px patches (its text and image-pad
-    expansion are the same); its model is transformers' own class with a tiny config."""
+    """Processor + model from the project's tiny builders (`trl_mig.testing`), random weights.
+
+    Images are 112 px: Qwen2.5-VL's 14-px patches and Qwen3-VL's 16-px ones (resized to 128 px) both give 8 x 8
+    patches = 16 merged tokens per image.
+    """
     from trl_mig.models.tiny import TinyModelConfig
     from trl_mig.testing import build_tiny_model, build_tiny_processor
 
     tiny = TinyModelConfig(hidden_size=args.hidden, num_hidden_layers=args.layers, num_attention_heads=4,
                            num_key_value_heads=2, intermediate_size=3 * args.hidden, vision_hidden_size=64,
-                           vision_depth=2, vision_num_heads=2, rope_theta=args.rope_theta)  # fmt: skip
-    if args.family == "qwen2_5_vl":
-        processor = build_tiny_processor("qwen2_5_vl", min_pixels=56 * 56, max_pixels=112 * 112)
-        return processor, build_tiny_model("qwen2_5_vl", tiny, seed=args.seed, processor=processor)
-    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
-
-    processor = build_tiny_processor("qwen2_5_vl", min_pixels=64 * 64, max_pixels=128 * 128)
-    processor.image_processor.patch_size = 16  # 112 px -> 128 px -> 8 x 8 patches -> 16 tokens, as Qwen2.5-VL's
-    tokenizer = processor.tokenizer
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<|image_pad|>",
-                                                            "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}  # fmt: skip
-    half = tiny.head_dim // 2
-    config = Qwen3VLConfig(
-        text_config={
-            "vocab_size": len(tokenizer), "hidden_size": tiny.hidden_size, "intermediate_size": tiny.intermediate_size,
-            "num_hidden_layers": tiny.num_hidden_layers, "num_attention_heads": tiny.num_attention_heads,
-            "num_key_value_heads": tiny.num_key_value_heads, "head_dim": tiny.head_dim,
-            "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": tiny.rope_theta, "mrope_interleaved": True,
-                                "mrope_section": [half - 2 * (half * 5 // 16), half * 5 // 16, half * 5 // 16]},
-            "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
-        vision_config={"depth": 2, "hidden_size": 64, "intermediate_size": 256, "num_heads": 2, "patch_size": 16,
-                       "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": tiny.hidden_size,
-                       "num_position_embeddings": 64, "deepstack_visual_indexes": [0]},
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
-    )  # fmt: skip
-    torch.manual_seed(args.seed)
-    return processor, Qwen3VLForConditionalGeneration(config)
+                           vision_depth=2, vision_num_heads=2, vision_mlp_ratio=4, rope_theta=args.rope_theta)  # fmt: skip
+    side = 128 if args.family == "qwen3_vl" else 112
+    processor = build_tiny_processor(args.family, min_pixels=(side // 2) ** 2, max_pixels=side * side)
+    return processor, build_tiny_model(args.family, tiny, seed=args.seed, processor=processor)
 
 
 class Probe:

@@ -8,7 +8,13 @@ transformers.
 """
 
 from .loading import load_processor
-from .processing import PROCESSOR_REGISTRY_KEYS, MIGQwen2_5_VLProcessor, MIGQwen2VLProcessor, register_processors
+from .processing import (
+    PROCESSOR_REGISTRY_KEYS,
+    MIGQwen2_5_VLProcessor,
+    MIGQwen2VLProcessor,
+    MIGQwen3VLProcessor,
+    register_processors,
+)
 
 
 register_processors()
@@ -16,6 +22,7 @@ register_processors()
 __all__ = [
     "PROCESSOR_REGISTRY_KEYS",
     "MIGQwen2VLProcessor",
+    "MIGQwen3VLProcessor",
     "MIGQwen2_5_VLProcessor",
     "load_processor",
     "register_processors",

@@ -1,6 +1,6 @@
 """Image-only Qwen-VL processors: transformers' own processors without the video processor.
 
-transformers' `Qwen2VLProcessor` and `Qwen2_5_VLProcessor` take a video processor, and loading one needs
+transformers' `Qwen2VLProcessor`, `Qwen2_5_VLProcessor` and `Qwen3VLProcessor` take a video processor, and loading one needs
 torchvision, which the CPU installs of this project leave out (the index's build breaks beside the CPU torch). These
 subclasses only drop that attribute: text and image processing, the `<|image_pad|>` expansion, the chat template and
 saving are the parent's code, unchanged. Checkpoints saved with them name the class in `processor_config.json`;
@@ -14,6 +14,7 @@ from typing import Any
 from transformers import AutoProcessor, PreTrainedConfig
 from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
 from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
+from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 
 
 class _ImageOnlyProcessorMixin:
@@ -57,6 +58,16 @@ class MIGQwen2VLProcessor(_ImageOnlyProcessorMixin, Qwen2VLProcessor):
     """
 
 
+class MIGQwen3VLProcessor(_ImageOnlyProcessorMixin, Qwen3VLProcessor):
+    """`Qwen3VLProcessor` with an image processor and a tokenizer, no video processor (no torchvision needed).
+
+    Args:
+        image_processor (`Qwen2VLImageProcessorPil`): 16-px patches, as Qwen3-VL's; resizes with `smart_resize`.
+        tokenizer (`Qwen2Tokenizer`): must know `<|image_pad|>` and `<|video_pad|>`.
+        chat_template (`str`, *optional*): Jinja chat template, saved as `chat_template.jinja`.
+    """
+
+
 class _MIGQwen2_5_VLProcessorKey(PreTrainedConfig):
     """Registry key only: no model has this config, so no checkpoint ever resolves to the processor through it."""
 
@@ -69,10 +80,17 @@ class _MIGQwen2VLProcessorKey(PreTrainedConfig):
     model_type = "trl_mig_qwen2_vl_processor"
 
 
+class _MIGQwen3VLProcessorKey(PreTrainedConfig):
+    """Registry key only: no model has this config, so no checkpoint ever resolves to the processor through it."""
+
+    model_type = "trl_mig_qwen3_vl_processor"
+
+
 #: processor class -> the private config class it is registered under with `AutoProcessor`.
 PROCESSOR_REGISTRY_KEYS: dict[type, type[PreTrainedConfig]] = {
     MIGQwen2_5_VLProcessor: _MIGQwen2_5_VLProcessorKey,
     MIGQwen2VLProcessor: _MIGQwen2VLProcessorKey,
+    MIGQwen3VLProcessor: _MIGQwen3VLProcessorKey,
 }
 
 

@@ -1,6 +1,7 @@
 """Architecture of tiny Qwen-VL models: a dataclass of knobs, two presets, and the transformers configs they give.
 
-The configs are transformers' own (`Qwen2_5_VLConfig`, `Qwen2VLConfig`, `model_type` `qwen2_5_vl` / `qwen2_vl`),
+The configs are transformers' own (`Qwen2_5_VLConfig`, `Qwen2VLConfig`, `Qwen3VLConfig`; `model_type` `qwen2_5_vl`,
+`qwen2_vl`, `qwen3_vl`),
 so a tiny model runs the real modelling code, and the trainer, sampler and evaluator read its coordinate frame from
 `config.model_type` as they do for a released checkpoint. Only sizes shrink; what must stay consistent is derived
 here: `mrope_section` sums to `head_dim / 2`, the vision merger outputs the text hidden size, and the special token
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 #: model families with a tiny builder; `-` and `_` spellings are both accepted.
-FAMILIES = ("qwen2_5_vl", "qwen2_vl")
+FAMILIES = ("qwen2_5_vl", "qwen2_vl", "qwen3_vl")
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,13 @@ class TinyModelConfig:
         spatial = 3 * half // 8
         return [half - 2 * spatial, spatial, spatial]
 
+    @property
+    def qwen3_mrope_section(self) -> list[int]:
+        """Qwen3-VL's split of the rotary dims (temporal, height, width; interleaved): the released 24:20:20."""
+        half = self.head_dim // 2
+        spatial = 5 * half // 16
+        return [half - 2 * spatial, spatial, spatial]
+
     @classmethod
     def preset(cls, name: str) -> TinyModelConfig:
         """Return the preset called `name` (`"tiny"` or `"small"`)."""
@@ -125,11 +133,12 @@ def tiny_qwen_vl_config(
     merge_size: int = 2,
     temporal_patch_size: int = 2,
 ) -> PreTrainedConfig:
-    """Build transformers' `Qwen2_5_VLConfig` or `Qwen2VLConfig` for `config`, with token ids from `tokenizer`.
+    """Build transformers' `Qwen2_5_VLConfig`, `Qwen2VLConfig` or `Qwen3VLConfig` for `config`, with token ids from
+    `tokenizer`.
 
-    `patch_size`, `merge_size` and `temporal_patch_size` must match the image processor's.
+    `patch_size`, `merge_size` and `temporal_patch_size` must match the image processor's (Qwen3-VL's is 16 px).
     """
-    from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
+    from transformers import Qwen2_5_VLConfig, Qwen2VLConfig, Qwen3VLConfig
 
     family = normalize_family(family)
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _REQUIRED_TOKENS}
@@ -160,7 +169,27 @@ def tiny_qwen_vl_config(
         "spatial_merge_size": merge_size,
         "temporal_patch_size": temporal_patch_size,
     }
-    if family == "qwen2_5_vl":
+    if family == "qwen3_vl":
+        # Qwen3-VL: explicit head_dim, interleaved multimodal rotary sections; the vision tower adds learned absolute
+        # position embeddings (a 16 x 16 table, interpolated to each image's patch grid) and feeds "deepstack"
+        # features of its first block into the first text layers, as the released models do with blocks 8/16/24.
+        config_class = Qwen3VLConfig
+        text_config["head_dim"] = config.head_dim
+        text_config["rope_parameters"] = {
+            "rope_type": "default",
+            "rope_theta": config.rope_theta,
+            "mrope_section": config.qwen3_mrope_section,
+            "mrope_interleaved": True,
+        }
+        vision_config = {
+            **vision_common,
+            "hidden_size": config.vision_hidden_size,
+            "intermediate_size": config.vision_mlp_ratio * config.vision_hidden_size,
+            "out_hidden_size": config.hidden_size,
+            "num_position_embeddings": 256,
+            "deepstack_visual_indexes": [0],
+        }
+    elif family == "qwen2_5_vl":
         config_class = Qwen2_5_VLConfig
         vision_config = {
             **vision_common,
