@@ -12,8 +12,8 @@ trainer), a one-line prompt, answers as four integers on a 0-100 grid, and three
   features?
 
 Worlds (`--world`): `shapes` (one shape on a uniform background, "Locate the shape."), `pairs` (two shapes of named
-colours, "Locate the red shape."), `synthetic` (the project's synthetic `single` task, `--max_objects`,
-`--texture_prob`, `--plain_background` to flatten its gradient/pattern/noise backgrounds). `--mix_shapes F` adds
+colours, "Locate the red shape."), `synthetic` (the project's synthetic `single` task: `--style rich|simple`,
+`--max_objects`, `--texture_prob`, `--plain_background`). `--mix_shapes F` adds
 F x N `shapes` rows to the training rows. Families (`--family`, the project's tiny builders, `trl_mig.testing`):
 `qwen2_5_vl` or `qwen3_vl`, whose vision tower adds learned *absolute* position embeddings (Qwen2.5-VL's has none).
 
@@ -29,7 +29,6 @@ Measured results and what they mean: `NOTES.md`, section "Probe".
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import random
@@ -95,24 +94,15 @@ def pairs_world(n: int, seed: int, side: int = 112) -> list[tuple]:
 
 
 def synthetic_world(n: int, seed: int, split: str, args) -> list[tuple]:
-    """The project's synthetic `single` rows (`trl_mig.datasets_builders.synthetic`), square images."""
+    """The project's synthetic `single` rows (`trl_mig.datasets_builders.synthetic`), square 112-px images, in the
+    generator's `--style` (`rich` or `simple`), `--plain_background` and `--texture_prob` overriding it."""
     from trl_mig.datasets_builders.synthetic import GeneratorConfig, generate_rows
 
-    if args.plain_background:  # probe-only: flatten the generator's backgrounds to their first colour
-        import trl_mig.datasets_builders.synthetic.background as backgrounds
-
-        original = backgrounds._random_background
-        if not getattr(original, "plain", False):
-
-            def plain(rng, scale=1.0):
-                drawn = original(rng, scale)
-                return dataclasses.replace(drawn, pattern="none", pattern_amplitude=0, noise_amplitude=0,
-                                           colour_b=drawn.colour_a)  # fmt: skip
-
-            plain.plain = True
-            backgrounds._random_background = plain
-    config = GeneratorConfig(image_min_side=112, image_max_side=112, max_objects=args.max_objects,
-                             min_object_frac=0.2, texture_prob=args.texture_prob)  # fmt: skip
+    overrides = {"plain_background": True} if args.plain_background else {}
+    if args.texture_prob is not None:
+        overrides["texture_prob"] = args.texture_prob
+    config = GeneratorConfig.from_style(args.style, image_min_side=112, image_max_side=112,
+                                        max_objects=args.max_objects, min_object_frac=0.2, **overrides)  # fmt: skip
     rows = generate_rows(split, n, seed=seed, tasks="single", config=config)
     return [(r["images"][0].convert("RGB"), r["question"], r["solution"][0]) for r in rows]
 
@@ -242,8 +232,9 @@ def main() -> None:
     p.add_argument("--num_eval", type=int, default=200)
     p.add_argument("--mix_shapes", type=float, default=0.0, help="add this fraction of `shapes` rows to training")
     p.add_argument("--max_objects", type=int, default=3)
-    p.add_argument("--texture_prob", type=float, default=0.4)
-    p.add_argument("--plain_background", action="store_true")
+    p.add_argument("--style", default="rich", choices=["rich", "simple"], help="synthetic world: generator style")
+    p.add_argument("--texture_prob", type=float, default=None, help="synthetic world (default: the style's)")
+    p.add_argument("--plain_background", action="store_true", help="synthetic world: one flat background colour")
     p.add_argument("--query_first", action="store_true", help="question before the image (image tokens see it)")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=4)

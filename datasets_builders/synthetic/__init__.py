@@ -12,6 +12,10 @@ True
 
 ```
 
+An easier world for tiny models: `GeneratorConfig.from_style("simple")` (`--style simple`: squares and circles in
+six colours, upright, untextured, on one flat background colour); each knob (`shapes`, `colours`, `rotate`,
+`plain_background`, `texture_prob`) can also be set alone, and the defaults draw exactly the rows they always have.
+
 Layout: `background` and `scene` (pure specifications and their rendering, exact pixel boxes), `text` (words),
 `sampling` (settings and shared draws), `tasks` (one sampler per task, with the target rules), `rows` (seeds and
 schema rows), `build` (the builder: `BuildArguments`, `build`).
@@ -32,7 +36,7 @@ from .rows import (
     sample_task,
     sample_to_row,
 )
-from .sampling import GeneratorConfig, TaskSample
+from .sampling import STYLES, GeneratorConfig, TaskSample
 from .scene import COLOURS, SHAPES, TEXTURES, ObjectSpec, Scene, render_scene
 from .tasks import TASKS, target_rules
 
@@ -44,6 +48,7 @@ __all__ = [
     "NAME",
     "SHAPES",
     "SOURCE",
+    "STYLES",
     "TASKS",
     "TEXTURES",
     "Background",

@@ -1,4 +1,4 @@
-"""Backgrounds as pure specifications: gradients, blobs, low-contrast patterns and noise, rendered reproducibly.
+"""Backgrounds as pure specifications: gradients, blobs, low-contrast patterns and noise (or one plain colour).
 
 A `Background` holds its own noise seed, so rendering it twice gives the same pixels (two `diff` images share one).
 Its pixel range is known without rendering it, which lets `choose_background` keep every object colour apart from
@@ -26,12 +26,12 @@ class PlacementError(RuntimeError):
 
 @dataclass(frozen=True)
 class Background:
-    """A background: a linear or radial gradient between two colours, a low-contrast pattern, pixel noise.
+    """A background: a linear or radial gradient between two colours, a low-contrast pattern, pixel noise; or plain.
 
     `seed` drives the noise and the blobs, so rendering a `Background` twice gives the same pixels.
     """
 
-    kind: str  # "linear", "radial" or "blobs"
+    kind: str  # "linear", "radial", "blobs" or "plain" (uniform `colour_a`)
     colour_a: tuple[int, int, int]
     colour_b: tuple[int, int, int]
     angle: float
@@ -48,7 +48,9 @@ def background_pixels(background: Background, width: int, height: int) -> np.nda
     rng = np.random.default_rng(background.seed)
     xs = np.arange(width, dtype=np.float32)[None, :]
     ys = np.arange(height, dtype=np.float32)[:, None]
-    if background.kind == "linear":
+    if background.kind == "plain":
+        t = np.zeros((1, 1), np.float32)
+    elif background.kind == "linear":
         theta = math.radians(background.angle)
         u = xs * math.cos(theta) + ys * math.sin(theta)
         t = (u - u.min()) / max(float(u.max() - u.min()), 1.0)
@@ -124,6 +126,14 @@ def _random_background(rng: np.random.Generator, scale: float = 1.0) -> Backgrou
     )
 
 
+def _plain_background(rng: np.random.Generator, scale: float = 1.0) -> Background:
+    """A muted uniform colour: `_random_background`'s base colour, without gradient, pattern or noise."""
+    hue, saturation = rng.random(), rng.uniform(0.05, 0.3) * scale
+    value = 0.55 + rng.uniform(-0.25, 0.25) * scale
+    colour = tuple(int(v) for v in np.clip(np.asarray(_hsv_to_rgb(hue, saturation, value)) * 255, 0, 255))
+    return Background("plain", colour, colour, 0.0, "none", 1, 0, 0, 0)
+
+
 def _hsv_to_rgb(h: float, s: float, v: float) -> tuple[float, float, float]:
     i = int(h * 6) % 6
     f = h * 6 - int(h * 6)
@@ -143,14 +153,16 @@ def colours_fit(background: Background, colours: Sequence[tuple[int, int, int]])
 
 
 def choose_background(
-    rng: np.random.Generator, colours: Sequence[tuple[int, int, int]], tries: int = 40
+    rng: np.random.Generator, colours: Sequence[tuple[int, int, int]], tries: int = 40, *, plain: bool = False
 ) -> Background:
     """A random background all `colours` stand out from; `PlacementError` when none is found.
 
     Candidates become flatter and greyer try after try, so that scenes with both light and dark objects find one.
+    `plain` draws uniform colours (kind `"plain"`: no gradient, pattern or noise) under the same margin.
     """
+    draw = _plain_background if plain else _random_background
     for k in range(tries):
-        background = _random_background(rng, 1 - k / tries)
+        background = draw(rng, 1 - k / tries)
         if colours_fit(background, colours):
             return background
     raise PlacementError("no background keeps a colour margin from every object")

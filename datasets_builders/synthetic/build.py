@@ -22,7 +22,7 @@ from trl_mig.schema import features, validate_row
 from ..decontaminate import decontaminate_field
 from ..writer import DEFAULT_SHARD_ROWS, ParquetShardWriter, render_dataset_card, staging_dir
 from .rows import DEFAULT_TASK_WEIGHTS, GENERATOR_VERSION, iter_rows, parse_tasks
-from .sampling import GeneratorConfig
+from .sampling import STYLES, GeneratorConfig
 from .tasks import target_rules
 
 
@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 NAME = "synthetic"
 _DEFAULT_TASKS = [f"{name}={weight:g}" for name, weight in DEFAULT_TASK_WEIGHTS.items()]
 _DEFAULTS = GeneratorConfig()
+#: flags that default to `--style` (None: take the style's value)
+_STYLE_KNOBS = ("texture_prob", "shapes", "colours", "rotate", "plain_background")
 
 
 @dataclass
@@ -69,8 +71,53 @@ class BuildArguments:
         default=_DEFAULTS.min_object_frac,
         metadata={"help": "Smallest object box side as a fraction of its image's shorter side (at most 0.2)."},
     )
-    texture_prob: float = field(
-        default=_DEFAULTS.texture_prob, metadata={"help": "Probability that an object is striped or dotted."}
+    style: str = field(
+        default="rich",
+        metadata={
+            "help": "Preset of the five flags below: `rich` (their defaults) or `simple` (square and circle; red, "
+            "green, blue, yellow, white, black; upright; no textures; plain backgrounds), an easy world a tiny model "
+            "learns to ground in minutes. A flag given explicitly wins over the preset.",
+            "choices": list(STYLES),
+        },
+    )
+    texture_prob: float | None = field(
+        default=None,
+        metadata={
+            "help": f"Probability that an object is striped or dotted (default: {_DEFAULTS.texture_prob:g}, 0 with "
+            "`--style simple`)."
+        },
+    )
+    shapes: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": f"Shapes objects are drawn from, at least 2 of: {', '.join(_DEFAULTS.shapes)} (default: all; "
+            "square and circle with `--style simple`)."
+        },
+    )
+    colours: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": f"Colours objects are drawn from, at least 2 of: {', '.join(_DEFAULTS.colours)} (default: all; "
+            "six with `--style simple`)."
+        },
+    )
+    rotate: bool | None = field(
+        default=None,
+        # nargs/const: a bare `--rotate` means true, as for a plain bool flag (None stays "not given")
+        metadata={
+            "help": "Rotate shapes; `--rotate false` draws them upright (default: true, false with `--style simple`).",
+            "nargs": "?",
+            "const": True,
+        },
+    )
+    plain_background: bool | None = field(
+        default=None,
+        metadata={
+            "help": "One uniform background colour per image, no gradient, pattern or noise (default: false, true "
+            "with `--style simple`).",
+            "nargs": "?",
+            "const": True,
+        },
     )
     num_workers: int = field(default=1, metadata={"help": "Processes generating rows (the rows do not depend on it)."})
     png_compress_level: int = field(
@@ -99,7 +146,11 @@ class BuildArguments:
         self.generator_config()
 
     def generator_config(self) -> GeneratorConfig:
-        return GeneratorConfig(
+        """The generator's settings: `--style`'s preset, overridden by every style flag given (not None)."""
+        explicit = {name: getattr(self, name) for name in _STYLE_KNOBS if getattr(self, name) is not None}
+        return GeneratorConfig.from_style(
+            self.style,
+            **explicit,
             image_min_side=self.image_min_side,
             image_max_side=self.image_max_side,
             max_aspect_ratio=self.max_aspect_ratio,
@@ -107,7 +158,6 @@ class BuildArguments:
             max_images=self.max_images,
             max_objects=self.max_objects,
             min_object_frac=self.min_object_frac,
-            texture_prob=self.texture_prob,
         )
 
 
@@ -184,8 +234,7 @@ class _Tally:
 def _card(args: BuildArguments, weights: dict[str, float], tally: _Tally) -> str:
     config = args.generator_config()
     description = (
-        "Procedurally generated multi-image grounding questions: shapes (circle, square, triangle, star, ring, cross, "
-        "diamond, hexagon) in eleven colours, plain, striped or dotted, on gradient, blob and patterned backgrounds, "
+        f"Procedurally generated multi-image grounding questions: {_world(config)}, "
         "among distractors that differ from the target by one attribute. One image for single-image pre-training; "
         f"two to {config.max_images} for the multi-image tasks modelled on MIG-Bench. Gold boxes are the tight boxes "
         "of the target's pixels; every row carries a `reasoning` written from the generator's ground truth.\n\n"
@@ -208,6 +257,7 @@ def _card(args: BuildArguments, weights: dict[str, float], tally: _Tally) -> str
             "image sides (px)": f"{config.image_min_side}-{config.image_max_side}, aspect ratio <= "
             f"{config.max_aspect_ratio:g}",
             "smallest object side": f"{config.min_object_frac:g} of the image's shorter side",
+            "style": args.style,
         },
         extra_columns={
             "reasoning": "chain of thought written from the generator's ground truth (images, attributes, "
@@ -218,8 +268,23 @@ def _card(args: BuildArguments, weights: dict[str, float], tally: _Tally) -> str
             "annotations. Row i of a split depends only on the seed, the split name, i and the settings recorded in "
             "the metadata."
         ),
-        metadata={"seed": args.seed, "generator_version": GENERATOR_VERSION, "tasks": weights, **asdict(config)},
+        metadata={
+            "seed": args.seed,
+            "generator_version": GENERATOR_VERSION,
+            "tasks": weights,
+            "style": args.style,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
+        },
     )
+
+
+def _world(config: GeneratorConfig) -> str:
+    """What the scenes hold, in words, for the card (the default settings read as they always have)."""
+    upright = "" if config.rotate else "upright "
+    colours = "eleven colours" if config.colours == _DEFAULTS.colours else f"the colours {', '.join(config.colours)}"
+    textures = "plain, striped or dotted" if config.texture_prob > 0 else "all plain"
+    background = "plain one-colour" if config.plain_background else "gradient, blob and patterned"
+    return f"{upright}shapes ({', '.join(config.shapes)}) in {colours}, {textures}, on {background} backgrounds"
 
 
 def _write_split(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -23,6 +25,18 @@ from .text import canonical_box, matches
 
 IDENTITY = ("shape", "colour", "texture")
 _VALUES = {"shape": SHAPES, "colour": tuple(COLOURS), "texture": TEXTURES, "size": SIZES}
+#: named presets of `GeneratorConfig` fields (`GeneratorConfig.from_style`); "simple" is a world a tiny model learns
+#: to ground in minutes: two upright shapes, six far-apart colours, no textures, one flat background colour
+STYLES: dict[str, dict[str, Any]] = {
+    "rich": {},
+    "simple": {
+        "shapes": ("square", "circle"),
+        "colours": ("red", "green", "blue", "yellow", "white", "black"),
+        "rotate": False,
+        "plain_background": True,
+        "texture_prob": 0.0,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,16 @@ class GeneratorConfig:
         min_object_frac (`float`, *optional*, defaults to `0.08`): every object's box sides are at least this
             fraction of its image's shorter side.
         texture_prob (`float`, *optional*, defaults to `0.4`): probability that an object is striped or dotted.
+        shapes (`tuple[str, ...]`, *optional*, defaults to all of `SHAPES`): the shapes objects are drawn from (at
+            least 2; kept in `SHAPES` order, so the order given does not change the rows).
+        colours (`tuple[str, ...]`, *optional*, defaults to all of `COLOURS`): the colours objects are drawn from
+            (at least 2; kept in `COLOURS` order).
+        rotate (`bool`, *optional*, defaults to `True`): rotate shapes (within each shape's range); `False` draws
+            every object upright (angle 0).
+        plain_background (`bool`, *optional*, defaults to `False`): one uniform background colour per image (no
+            gradient, pattern or noise), still at least `COLOUR_MARGIN` away from every object colour.
+
+    Presets of these fields: `GeneratorConfig.from_style("simple")` (see `STYLES`).
     """
 
     image_min_side: int = 112
@@ -51,8 +75,25 @@ class GeneratorConfig:
     max_objects: int = 5
     min_object_frac: float = 0.08
     texture_prob: float = 0.4
+    shapes: tuple[str, ...] = SHAPES
+    colours: tuple[str, ...] = tuple(COLOURS)
+    rotate: bool = True
+    plain_background: bool = False
+
+    @classmethod
+    def from_style(cls, style: str = "rich", **overrides) -> GeneratorConfig:
+        """The preset `style` of `STYLES` (`"rich"`: the defaults, `"simple"`), with `overrides` winning over it."""
+        if style not in STYLES:
+            raise ValueError(f"style must be one of {', '.join(STYLES)}; got {style!r}")
+        return cls(**{**STYLES[style], **overrides})
 
     def __post_init__(self):
+        # frozen: normalise through object.__setattr__ (a list or "a,b" string becomes a tuple in canonical order)
+        object.__setattr__(self, "shapes", _names("shapes", self.shapes, SHAPES))
+        object.__setattr__(self, "colours", _names("colours", self.colours, tuple(COLOURS)))
+        for name in ("rotate", "plain_background"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not 48 <= self.image_min_side <= self.image_max_side:
             raise ValueError(
                 f"image sides must satisfy 48 <= image_min_side <= image_max_side; got {self.image_min_side} and "
@@ -71,6 +112,26 @@ class GeneratorConfig:
             raise ValueError(f"min_object_frac must be in (0, 0.2], got {self.min_object_frac}")
         if not 0 <= self.texture_prob <= 1:
             raise ValueError(f"texture_prob must be in [0, 1], got {self.texture_prob}")
+
+
+def _names(field_name: str, given: str | Iterable[str], known: tuple[str, ...]) -> tuple[str, ...]:
+    """`given` (names, comma-separated or not) validated against `known`, in `known`'s order."""
+    items = [given] if isinstance(given, str) else list(given)
+    names = [name for item in items for name in str(item).replace(",", " ").split()]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError(f"{field_name}: unknown name(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    chosen = tuple(n for n in known if n in names)
+    if len(chosen) < 2:
+        raise ValueError(
+            f"{field_name}: need at least 2 distinct names (near misses change one attribute), got {chosen or None}"
+        )
+    return chosen
+
+
+def allowed_values(cfg: GeneratorConfig, attribute: str) -> tuple[str, ...]:
+    """The values `attribute` may take under `cfg` (shapes and colours as configured)."""
+    return {"shape": cfg.shapes, "colour": cfg.colours}.get(attribute) or _VALUES[attribute]
 
 
 @dataclass
@@ -125,7 +186,7 @@ def random_value(rng: np.random.Generator, cfg: GeneratorConfig, attribute: str,
         p = np.asarray([1 - cfg.texture_prob, cfg.texture_prob / 2, cfg.texture_prob / 2])
         values = list(TEXTURES)
     else:
-        values = list(_VALUES[attribute])
+        values = list(allowed_values(cfg, attribute))
         p = np.full(len(values), 1 / len(values))
     if other_than is not None:
         keep = [v != other_than for v in values]
@@ -189,13 +250,17 @@ def layout(
     optional: list[ObjectSpec] = (),
 ) -> list[ObjectSpec]:
     """Placed objects of one image: all of `required` (first, in order), then those of `optional` that fit."""
-    placed, extra = place_objects(rng, *size, required, optional, min_object_frac=cfg.min_object_frac)
+    placed, extra = place_objects(
+        rng, *size, required, optional, min_object_frac=cfg.min_object_frac, rotate=cfg.rotate
+    )
     return placed + extra
 
 
-def make_scene(rng: np.random.Generator, size: tuple[int, int], objects: list[ObjectSpec]) -> Scene:
-    """A scene of placed `objects` on a background that keeps a colour margin from them."""
-    background = choose_background(rng, tuple(objects))
+def make_scene(
+    rng: np.random.Generator, cfg: GeneratorConfig, size: tuple[int, int], objects: list[ObjectSpec]
+) -> Scene:
+    """A scene of placed `objects` on a background (plain if configured) that keeps a colour margin from them."""
+    background = choose_background(rng, tuple(objects), plain=cfg.plain_background)
     return Scene(size[0], size[1], background, tuple(objects))
 
 

@@ -127,9 +127,14 @@ def object_colours(objects: Sequence[ObjectSpec]) -> list[tuple[int, int, int]]:
     return colours
 
 
-def choose_background(rng: np.random.Generator, objects: Sequence[ObjectSpec], tries: int = 40) -> Background:
-    """A random background every colour of `objects` stands out from; `PlacementError` when none is found."""
-    return _background.choose_background(rng, object_colours(objects), tries)
+def choose_background(
+    rng: np.random.Generator, objects: Sequence[ObjectSpec], tries: int = 40, *, plain: bool = False
+) -> Background:
+    """A random background every colour of `objects` stands out from; `PlacementError` when none is found.
+
+    `plain` draws a uniform colour (no gradient, pattern or noise), with the same colour margin.
+    """
+    return _background.choose_background(rng, object_colours(objects), tries, plain=plain)
 
 
 def diameter_range(size: str, min_side: int, min_object_frac: float) -> tuple[float, float]:
@@ -152,18 +157,19 @@ def place_objects(
     fixed: tuple[ObjectSpec, ...] = (),
     *,
     min_object_frac: float,
+    rotate: bool = True,
     tries: int = 60,
 ) -> tuple[list[ObjectSpec], list[ObjectSpec]]:
     """Give objects a size, position and rotation, apart from each other and from `fixed` (already placed).
 
     `required` objects must all fit (else `PlacementError`); `optional` ones that do not fit are dropped.
-    Returns the placed required and optional objects.
+    `rotate=False` leaves every object unrotated (see `with_pose`). Returns the placed required and optional objects.
     """
     circles = [(o.cx, o.cy, o.diameter / 2) for o in fixed]
     placed_required, placed_optional = [], []
     for is_required, pending, out in ((True, required, placed_required), (False, optional, placed_optional)):
         for obj in pending:
-            spot = _place_one(rng, width, height, obj, circles, min_object_frac, tries)
+            spot = _place_one(rng, width, height, obj, circles, min_object_frac, tries, rotate)
             if spot is None:
                 if is_required:
                     raise PlacementError(f"no room for a {obj.size} {obj.shape} in a {width}x{height} image")
@@ -173,7 +179,7 @@ def place_objects(
     return placed_required, placed_optional
 
 
-def _place_one(rng, width, height, obj, circles, min_object_frac, tries) -> ObjectSpec | None:
+def _place_one(rng, width, height, obj, circles, min_object_frac, tries, rotate) -> ObjectSpec | None:
     """A free spot for `obj`; an object that already has a diameter keeps its size and pose (it is being moved)."""
     moving = obj.diameter > 0
     if moving:
@@ -189,13 +195,16 @@ def _place_one(rng, width, height, obj, circles, min_object_frac, tries) -> Obje
         cy = float(rng.uniform(r + _GAP, height - r - _GAP))
         if all(math.hypot(cx - x, cy - y) >= r + rr + _GAP for x, y, rr in circles):
             placed = replace(obj, cx=cx, cy=cy, diameter=diameter)
-            return placed if moving else with_pose(rng, placed)
+            return placed if moving else with_pose(rng, placed, rotate=rotate)
     return None
 
 
-def with_pose(rng: np.random.Generator, obj: ObjectSpec) -> ObjectSpec:
-    """`obj` with a random rotation (within its shape's range) and texture angle and period."""
-    low, high = _ROTATION[obj.shape]
+def with_pose(rng: np.random.Generator, obj: ObjectSpec, *, rotate: bool = True) -> ObjectSpec:
+    """`obj` with a random rotation (within its shape's range) and texture angle and period.
+
+    `rotate=False` gives angle 0 (and draws no angle, so the stream differs from a rotating one's).
+    """
+    low, high = _ROTATION[obj.shape] if rotate else (0, 0)
     return replace(
         obj,
         angle=float(rng.uniform(low, high)) if high > low else 0.0,

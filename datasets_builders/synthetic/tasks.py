@@ -92,7 +92,7 @@ def single(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSample:
     target = random_object(rng, cfg)
     attributes = choose_attributes(rng, cfg, target)
     others = [distractor(rng, cfg, target, attributes) for _ in range(n_distractors(rng, cfg))]
-    scene = make_scene(rng, size, layout(rng, cfg, size, [target], others))
+    scene = make_scene(rng, cfg, size, layout(rng, cfg, size, [target], others))
     images, boxes = render([scene])
     objects, target_box, desc = scene.objects, boxes[0][0], description(target, attributes)
     question = _pick(
@@ -121,7 +121,7 @@ def common_object(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSample:
     # exactly one identity may be in every image: drop any other from the first image
     shared = set.intersection(*({o.identity for o in objects[1:]} for objects in placed))
     placed[0] = [placed[0][0]] + [o for o in placed[0][1:] if o.identity not in shared]
-    scenes = [make_scene(rng, size, objects) for size, objects in zip(sizes, placed)]
+    scenes = [make_scene(rng, cfg, size, objects) for size, objects in zip(sizes, placed)]
     images, boxes = render(scenes)
     target_box = boxes[target_image][0]
     nth = _pick(rng, (ordinal(target_image + 1), ordinal_word(target_image + 1)))
@@ -149,7 +149,9 @@ def diff(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSample:
     )
     first = first[: int(rng.integers(1, len(first) + 1))]
     if change == "added":
-        (new,), _ = place_objects(rng, *size, [random_object(rng, cfg)], fixed=tuple(first), min_object_frac=frac)
+        (new,), _ = place_objects(
+            rng, *size, [random_object(rng, cfg)], fixed=tuple(first), min_object_frac=frac, rotate=cfg.rotate
+        )
         second, target = [*first, new], len(first)
     else:
         target = int(rng.integers(len(first)))
@@ -158,12 +160,12 @@ def diff(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSample:
             candidates = changeable(cfg, IDENTITY)
             attributes = [str(a) for a in rng.choice(candidates, size=int(rng.integers(1, 3)), replace=False)]
             new = replace(old, **{a: random_value(rng, cfg, a, other_than=getattr(old, a)) for a in attributes})
-            new = with_pose(rng, new) if new.shape != old.shape else new
+            new = with_pose(rng, new, rotate=cfg.rotate) if new.shape != old.shape else new
         else:
             others = tuple(o for k, o in enumerate(first) if k != target)
-            (new,), _ = place_objects(rng, *size, [old], fixed=(*others, old), min_object_frac=frac)
+            (new,), _ = place_objects(rng, *size, [old], fixed=(*others, old), min_object_frac=frac, rotate=cfg.rotate)
         second = [new if k == target else o for k, o in enumerate(first)]
-    background = choose_background(rng, (*first, *second))
+    background = choose_background(rng, (*first, *second), plain=cfg.plain_background)
     scenes = [Scene(*size, background, tuple(first)), Scene(*size, background, tuple(second))]
     images, boxes = render(scenes)
     target_box = boxes[1][target]
@@ -194,12 +196,13 @@ def refer_grounding(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSampl
     target = random_object(rng, cfg)
     diameter = float(rng.uniform(0.5, 0.75)) * side
     cx, cy = side / 2 + rng.uniform(-1, 1, size=2) * max(0.0, (side - diameter) / 2 - 3)
-    exemplar = with_pose(rng, replace(target, size="large", diameter=diameter, cx=float(cx), cy=float(cy)))
+    exemplar = replace(target, size="large", diameter=diameter, cx=float(cx), cy=float(cy))
+    exemplar = with_pose(rng, exemplar, rotate=cfg.rotate)
     size = sample_size(rng, cfg)
     others = [distractor(rng, cfg, target, IDENTITY, near_p=0.6) for _ in range(n_distractors(rng, cfg))]
     scenes = [
-        make_scene(rng, (side, side), [exemplar]),
-        make_scene(rng, size, layout(rng, cfg, size, [random_size(rng, target)], others)),
+        make_scene(rng, cfg, (side, side), [exemplar]),
+        make_scene(rng, cfg, size, layout(rng, cfg, size, [random_size(rng, target)], others)),
     ]
     images, boxes = render(scenes)
     target_box = boxes[1][0]
@@ -232,7 +235,7 @@ def group_grounding(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSampl
         drawn = [distractor(rng, cfg, target, attributes) for _ in range(n_distractors(rng, cfg) + 1)]
         # the target image holds the target and distractors; the others at least one distractor
         required, others = ([target], drawn[1:]) if i == target_image else (drawn[:1], drawn[1:])
-        scenes.append(make_scene(rng, size, layout(rng, cfg, size, required, others)))
+        scenes.append(make_scene(rng, cfg, size, layout(rng, cfg, size, required, others)))
     images, boxes = render(scenes)
     target_box = boxes[target_image][0]
     desc = description(target, attributes)
@@ -280,7 +283,7 @@ def multi_view(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSample:
             required = [p for p in pool if rng.random() < 0.8] + ([target] if rng.random() < 0.6 else [])
             required = required or pool[:1]
         required = [random_size(rng, o) for o in required]
-        scenes.append(make_scene(rng, size, layout(rng, cfg, size, required, others)))
+        scenes.append(make_scene(rng, cfg, size, layout(rng, cfg, size, required, others)))
     images, boxes = render(scenes)
     reference, target_box = boxes[0][0], boxes[target_image][0]
     nth = _pick(rng, (ordinal(target_image + 1), ordinal_word(target_image + 1)))
