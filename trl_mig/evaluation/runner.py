@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..crash import crash_point, wants
+from ..distributed import check_ddp_timeout, ddp_timeout_field
 from ..geometry import DEFAULT_FACTOR, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Frame
 from ..io_utils import atomic_write
 from .results import draw_gallery, plot_task_accuracy, write_results
@@ -107,12 +108,7 @@ class EvalArguments:
         default=False,
         metadata={"help": "Run on CPU even with a GPU (under `accelerate launch` on CPU it makes the gloo group)."},
     )
-    ddp_timeout: int = field(
-        default=1800,
-        metadata={"help": "Seconds a process waits for the others (forming the group, at each barrier) before "
-                  "failing, as `TrainingArguments.ddp_timeout`: bounds the wait on a hung peer or a dead host (a "
-                  "peer killed on this host is seen at once). Keep it above the longest wait for a slower process."},
-    )  # fmt: skip
+    ddp_timeout: int = ddp_timeout_field()
     update_model_card: bool = field(
         default=False,
         metadata={"help": "Write the results into the local model's README.md (model-index + trl-mig section)."},
@@ -125,8 +121,7 @@ class EvalArguments:
             raise ValueError("--model and --predictions exclude each other: score a file or run a model, not both")
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.ddp_timeout <= 0:
-            raise ValueError(f"--ddp-timeout must be > 0 seconds, got {self.ddp_timeout}")
+        check_ddp_timeout(self.ddp_timeout)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

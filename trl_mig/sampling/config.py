@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..datasets_builders.decontaminate import decontaminate_field
+from ..distributed import check_ddp_timeout, ddp_timeout_field
 from ..rewards import DEFAULT_REWARD_FUNCS
 
 
@@ -89,12 +90,7 @@ class RejectionSamplingConfig:
         default=False,
         metadata={"help": "Run on CPU; several processes then form a gloo group (`accelerate launch --multi_gpu`)."},
     )
-    ddp_timeout: int = field(
-        default=1800,
-        metadata={"help": "Seconds a process waits for the others (forming the group, at each barrier) before "
-                  "failing, as `TrainingArguments.ddp_timeout`: bounds the wait on a hung peer or a dead host (a "
-                  "peer killed on this host is seen at once). Keep it above the longest wait for a slower process."},
-    )  # fmt: skip
+    ddp_timeout: int = ddp_timeout_field()
     vllm_gpu_memory_utilization: float = field(
         default=0.9, metadata={"help": "Share of GPU memory vLLM may take (vLLM backend)."}
     )
@@ -140,8 +136,7 @@ class RejectionSamplingConfig:
             )
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.ddp_timeout <= 0:
-            raise ValueError(f"ddp_timeout must be > 0 seconds, got {self.ddp_timeout}")
+        check_ddp_timeout(self.ddp_timeout)
         if self.max_prompts is not None and self.max_prompts < 1:
             raise ValueError(f"max_prompts must be >= 1 or unset, got {self.max_prompts}")
         self.band()  # validates the edges

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..datasets_builders.decontaminate import decontaminate_field
+from ..distributed import check_ddp_timeout, ddp_timeout_field
 
 
 BACKENDS = ("openai", "transformers")
@@ -56,12 +57,7 @@ class SynthesisConfig:
     seed: int = field(
         default=0, metadata={"help": "Base seed sent with each request (try t of row i: seed + 1000 i + t)."}
     )
-    ddp_timeout: int = field(
-        default=1800,
-        metadata={"help": "Seconds a process waits for the others (forming the group, at each barrier) before "
-                  "failing, as `TrainingArguments.ddp_timeout`: bounds the wait on a hung peer or a dead host (a "
-                  "peer killed on this host is seen at once). Keep it above the longest wait for a slower process."},
-    )  # fmt: skip
+    ddp_timeout: int = ddp_timeout_field()
 
     output_dir: str = field(default="mig_cot", metadata={"help": "Where the CoT set (README.md + data/) goes."})
     shards_dir: str | None = field(
@@ -86,8 +82,7 @@ class SynthesisConfig:
             raise ValueError(f"iou_threshold must be in (0, 1], got {self.iou_threshold}")
         if self.timeout <= 0:
             raise ValueError(f"timeout must be > 0, got {self.timeout}")
-        if self.ddp_timeout <= 0:
-            raise ValueError(f"ddp_timeout must be > 0 seconds, got {self.ddp_timeout}")
+        check_ddp_timeout(self.ddp_timeout)
 
     def settings(self) -> dict:
         """What decides the traces besides the data (recorded in the plan; a resume must match it)."""
