@@ -72,13 +72,32 @@ def test_registry_names_versions_and_spellings():
     assert set(think.instructions) == {"json", "box_tokens"}
     with pytest.raises(AttributeError):
         think.name = "other"  # frozen
-    with pytest.raises(ValueError, match="mig-think-v1, mig-direct-v1"):
+    with pytest.raises(ValueError, match="mig-think-v1, mig-direct-v1, mig-think-brief-v1, mig-direct-brief-v1"):
         get_template("mig-think-v2")
     with pytest.raises(ValueError, match="already registered"):
         register_template(PromptTemplate("mig_think_v1", 1, True, dict(think.instructions)))
     with pytest.raises(ValueError, match="must end in -v2"):
         register_template(PromptTemplate("mig-think-v1b", 2, True, dict(think.instructions)))
-    assert set(TEMPLATES) == {"mig-think-v1", "mig-direct-v1"}
+    assert set(TEMPLATES) == {"mig-think-v1", "mig-direct-v1", "mig-think-brief-v1", "mig-direct-brief-v1"}
+    assert not think.text_first and get_template("mig_think_brief_v1").text_first
+
+
+@pytest.mark.parametrize(
+    "brief, full", [("mig-think-brief-v1", "mig-think-v1"), ("mig-direct-brief-v1", "mig-direct-v1")]
+)
+@pytest.mark.parametrize("frame", FRAMES)
+def test_brief_templates_put_the_text_first_and_answer_alike(brief, full, frame):
+    row = _row(question='Find <box image="0">[0.1,0.2,0.3,0.4]</box> in image 2.')
+    short, long = render_prompt(row, brief, frame)[0]["content"], render_prompt(row, full, frame)[0]["content"]
+    assert [p["type"] for p in short] == ["text", "image", "image"] and [p["type"] for p in long][-1] == "text"
+    text = short[0]["text"]
+    assert text.startswith(long[-1]["text"].splitlines()[0])  # the same question, reference box in the frame
+    assert "The 2 images below are numbered 1 to 2 in order." in text and "above" not in text
+    assert NO_TARGET_ANSWER in text and len(text) < len(long[-1]["text"]) / 2
+    if frame in ("qwen2_5_vl", "pixel"):
+        assert "image 1: " in text and "image 2: " in text  # the sizes coordinates refer to are still stated
+    # the completion, the answer and so the rewards are the full template's
+    assert render_completion(row, brief, frame) == render_completion(row, full, frame)
 
 
 def test_import_is_light():

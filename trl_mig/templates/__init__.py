@@ -2,7 +2,9 @@
 
 Two named, versioned templates (DESIGN.md section 3): `mig-think-v1` asks for
 `<think>...</think><answer>{"image": 2, "bbox_2d": [x1, y1, x2, y2]}</answer>`, `mig-direct-v1` for the
-`<answer>...</answer>` block alone. Images are 1-based for the model; "no target" is `{"image": null, "bbox_2d": []}`.
+`<answer>...</answer>` block alone. `mig-think-brief-v1` / `mig-direct-brief-v1` ask for the same answers with
+one-clause instructions, and put the question and instructions before the images (`PromptTemplate.text_first`), for
+small models and CPU budgets. Images are 1-based for the model; "no target" is `{"image": null, "bbox_2d": []}`.
 `render_dataset(dataset, "mig-think-v1", frame=model)` adds `prompt` (+ `completion`) and `frame` columns, so a
 rendered set trains with plain TRL too.
 

@@ -1,4 +1,5 @@
-"""The named, versioned prompt templates and their registry: `mig-think-v1` and `mig-direct-v1`.
+"""The named, versioned prompt templates and their registry: `mig-think-v1`, `mig-direct-v1` and their brief,
+text-first variants `mig-think-brief-v1` and `mig-direct-brief-v1`.
 
 A template is frozen text: changing any sentence means a new version under a new name, so a card or a result that
 records `mig-think-v1` always means the same prompt.
@@ -43,6 +44,24 @@ _MULTI_TEXTS = {
 }
 
 
+#: brief frame texts: one clause each, for the brief templates (small models pay for every prompt token)
+_BRIEF_FRAME_TEXTS = {
+    "qwen2_5_vl": "Coordinates: integer pixels of each image resized to $sizes, (0, 0) top-left.",
+    "pixel": "Coordinates: integer pixels of each image at $sizes, (0, 0) top-left.",
+    "qwen2_vl": "Coordinates: integers on a 0-1000 grid over each image, (0, 0) top-left.",
+    "normalized": "Coordinates: fractions 0-1 of each image, three decimals, (0, 0) top-left.",
+}
+_BRIEF_FRAME_TEXTS["qwen3_vl"] = _BRIEF_FRAME_TEXTS["qwen2_vl"]
+
+
+def _brief_instructions(think: bool) -> dict[str, str]:
+    start = "<think>...</think><answer>" if think else "<answer>"
+    return {
+        syntax: f"$images $frame$multi No target: {NO_TARGET_ANSWER}.\nFormat: {start}{shape}</answer>"
+        for syntax, shape in (("json", _JSON_SHAPE), ("box_tokens", _TOKEN_SHAPE))
+    }
+
+
 def _instructions(think: bool) -> dict[str, str]:
     lead = "Think step by step inside <think> </think> tags, then give" if think else "Give only"
     start = "<think>...</think><answer>" if think else "<answer>"
@@ -67,6 +86,11 @@ class PromptTemplate:
         frame_texts (`Mapping[str, str]`, *optional*): per frame value, how coordinates are written (`$sizes`: the
             per-image sizes, for the pixel frames).
         multi_target_texts (`Mapping[str, str]`, *optional*): per answer syntax, the sentence about several targets.
+        text_first (`bool`, *optional*, defaults to `False`): put the question and the instructions *before* the
+            image blocks. Why: with the text after the images, the distance between the last image token and the
+            answer changes with every question's length, and a small model's relative-position read-out learned
+            on one prompt does not carry over to the next (measured in `benchmarks/learning/NOTES.md`). With the
+            text first, the images always end right before the answer.
     """
 
     name: str
@@ -75,6 +99,7 @@ class PromptTemplate:
     instructions: Mapping[str, str] = field(hash=False, repr=False)
     frame_texts: Mapping[str, str] = field(default_factory=lambda: dict(_FRAME_TEXTS), hash=False, repr=False)
     multi_target_texts: Mapping[str, str] = field(default_factory=lambda: dict(_MULTI_TEXTS), hash=False, repr=False)
+    text_first: bool = False
 
     def instruction(
         self,
@@ -96,7 +121,10 @@ class PromptTemplate:
         """
         check_syntax(answer_syntax)
         n = n_images
-        images = "The image above is image 1." if n == 1 else f"The {n} images above are numbered 1 to {n} in order."
+        where = "below" if self.text_first else "above"
+        images = (
+            f"The image {where} is image 1." if n == 1 else f"The {n} images {where} are numbered 1 to {n} in order."
+        )
         dims = [f"{round(w)}x{round(h)}" for w, h in sizes or ()]
         size_text = dims[0] if len(dims) == 1 else ", ".join(f"image {i}: {d}" for i, d in enumerate(dims, 1))
         frame_text = string.Template(self.frame_texts[frame.value]).substitute(sizes=size_text)
@@ -167,3 +195,9 @@ def get_template(name: str | PromptTemplate) -> PromptTemplate:
 
 register_template(PromptTemplate("mig-think-v1", 1, reasoning=True, instructions=_instructions(think=True)))
 register_template(PromptTemplate("mig-direct-v1", 1, reasoning=False, instructions=_instructions(think=False)))
+#: the same answers with about a sixth of the instruction tokens, question and instructions before the images: for
+#: small models and CPU budgets (`make bench-learning`), where the v1 instructions are most of every row's tokens
+register_template(PromptTemplate("mig-think-brief-v1", 1, reasoning=True, instructions=_brief_instructions(True),
+                                 frame_texts=dict(_BRIEF_FRAME_TEXTS), text_first=True))  # fmt: skip
+register_template(PromptTemplate("mig-direct-brief-v1", 1, reasoning=False, instructions=_brief_instructions(False),
+                                 frame_texts=dict(_BRIEF_FRAME_TEXTS), text_first=True))  # fmt: skip

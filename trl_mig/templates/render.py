@@ -241,8 +241,8 @@ def render_prompt(
     system_prompt: str | None = None,
 ) -> list[dict[str, Any]]:
     """The conversational prompt of a schema row: one user message with the images in order, then one text part (the
-    question, reference boxes re-rendered in the frame, and the answer instructions). Bad data raises `ValueError`
-    naming the row id.
+    question, reference boxes re-rendered in the frame, and the answer instructions); a `text_first` template
+    (`mig-think-brief-v1`) puts the text part first. Bad data raises `ValueError` naming the row id.
 
     Args:
         row (`Mapping`): a schema row: `question`, `image_sizes` (or decoded `images`), optional `resized_sizes`.
@@ -275,8 +275,9 @@ def render_prompt(
         instruction = template.instruction(frame, n, geometry.frame_sizes(), answer_syntax, multi_target)
     except ValueError as exc:
         raise _row_error(row, exc) from exc
-    content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n)]
-    content.append({"type": "text", "text": f"{question}\n\n{instruction}" if question else instruction})
+    text = {"type": "text", "text": f"{question}\n\n{instruction}" if question else instruction}
+    images: list[dict[str, Any]] = [{"type": "image"} for _ in range(n)]
+    content = [text, *images] if template.text_first else [*images, text]
     messages = [{"role": "user", "content": content}]
     if system_prompt:
         messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system_prompt}]})

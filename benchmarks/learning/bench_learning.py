@@ -1,0 +1,389 @@
+"""`make bench-learning`: does the method improve multi-image grounding, stage by stage, in miniature?
+
+The paper's claim (arXiv 2507.00748): CoT cold start + LoRA SFT, then rejection-sampled rule-based RL, improves
+multi-image grounding over the base model and over the SFT model. This benchmark re-runs that claim on a laptop:
+
+1. **base** (cached, once): a tiny Qwen3-VL (about 1.3M parameters) pre-trained on single-image grounding
+   (`base_model.py`), standing in for a pretrained MLLM that "already grounds a little".
+2. **sft**: LoRA SFT with `MIGSFTTrainer` on multi-image chain-of-thought rows of the synthetic generator (`simple`
+   style, 2-5 images), merged into the base (`merge_at_end`).
+3. **rejection sampling** with `RejectionSampler`: several answers per prompt of a separate pool; the prompts whose
+   pass rate is strictly between 0 and 1 form the RL set.
+4. **sft_rl**: GRPO with `MIGGRPOTrainer` (format reward + IoU reward) on that set.
+
+Every stage is evaluated greedily with `trl_mig.evaluation.run_evaluation` on the same held-out multi-image split
+(>= 500 questions, the tasks below), per seed. Seeds change the LoRA initialisation, the sampling and the RL; the
+data and the base model are shared (cached under `--cache_dir`). On seed `--ablation_seed` two more GRPO runs ask
+what the rejection sampling and the format reward buy: RL on the whole pool, and RL without the format reward.
+
+Writes `benchmarks/results/learning.json` (the layout of issue 10) and `learning.md` (table + reward curves).
+
+    .venv/bin/python benchmarks/learning/bench_learning.py                 # everything: about 30 min per seed
+    .venv/bin/python benchmarks/learning/bench_learning.py --seeds 0 --ablations false   # one seed
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+logger = logging.getLogger("bench_learning")
+ROOT = Path(__file__).resolve().parents[2]
+FRAME = "qwen3_vl"
+
+
+@dataclass
+class LearningArguments:
+    """Settings of `make bench-learning`; all of them are recorded under `settings` in `learning.json`."""
+
+    output_dir: str = field(default="benchmarks/results", metadata={"help": "learning.json, learning.md, plots"})
+    cache_dir: str = field(default=".cache/bench-learning", metadata={"help": "data, base model, per-seed runs"})
+    seeds: str = field(default="0,1,2", metadata={"help": "comma-separated training seeds"})
+    ablations: bool = field(default=True, metadata={"help": "run the two RL ablations on --ablation_seed"})
+    ablation_seed: int = field(default=0, metadata={"help": "the seed the ablations run on"})
+    template: str = field(default="mig-think-brief-v1", metadata={"help": "prompt template of every stage"})
+    tasks: str = field(default="group_grounding,refer_grounding,multi_view,common_object",
+                       metadata={"help": "multi-image synthetic tasks (SFT, RL pool and held-out split)"})  # fmt: skip
+    max_images: int = field(default=5, metadata={"help": "images per question: 2 to this"})
+    max_objects: int = field(default=2, metadata={"help": "objects per image (generator, at least 2)"})
+    data_seed: int = field(default=0, metadata={"help": "seed of every generated row set"})
+    num_test: int = field(default=500, metadata={"help": "held-out questions"})
+    num_cot: int = field(default=2000, metadata={"help": "CoT SFT rows"})
+    num_pool: int = field(default=400, metadata={"help": "prompts rejection sampling scores"})
+    # base model
+    hidden_size: int = field(default=128, metadata={"help": "tiny Qwen3-VL text width"})
+    num_layers: int = field(default=4, metadata={"help": "tiny Qwen3-VL text layers"})
+    rope_theta: float = field(default=1e6, metadata={"help": "text RoPE base (1e6 as released; NOTES.md)"})
+    pretrain_steps: str = field(default="1300,1100", metadata={"help": "optimizer steps of phase 1 (one shape) and "
+                                                                      "phase 2 (single-image scenes, reasoning)"})  # fmt: skip
+    pretrain_batch_size: int = field(default=16, metadata={"help": "pre-training batch size"})
+    pretrain_learning_rate: float = field(default=2e-3, metadata={"help": "pre-training peak learning rate"})
+    # sft
+    sft_epochs: float = field(default=1.0, metadata={"help": "SFT epochs over the CoT rows"})
+    sft_learning_rate: float = field(default=1e-3, metadata={"help": "SFT (LoRA) learning rate"})
+    sft_batch_size: int = field(default=8, metadata={"help": "SFT batch size"})
+    lora_r: int = field(default=32, metadata={"help": "LoRA rank (alpha = 2r)"})
+    # rejection sampling
+    num_generations: int = field(default=6, metadata={"help": "answers per prompt (sampling and GRPO groups)"})
+    max_new_tokens: int = field(default=384, metadata={"help": "generation budget (sampling, GRPO, evaluation)"})
+    include_all_wrong: bool = field(default=False, metadata={"help": "keep prompts no sample got right in the RL set "
+                                                                    "(the band is 0 < pass rate < 1 without it)"})  # fmt: skip
+    # grpo
+    grpo_steps: int = field(default=100, metadata={"help": "GRPO optimizer steps"})
+    grpo_learning_rate: float = field(default=5e-4, metadata={"help": "GRPO learning rate (full fine-tune)"})
+    grpo_prompts_per_step: int = field(default=2, metadata={"help": "prompts per GRPO step (x num_generations)"})
+    grpo_beta: float = field(default=0.0, metadata={"help": "KL coefficient (TRL 1.16 default 0)"})
+    eval_batch_size: int = field(default=32, metadata={"help": "greedy evaluation batch size"})
+    threads: int = field(default=0, metadata={"help": "torch threads (0: torch's default)"})
+
+    @property
+    def seed_list(self) -> list[int]:
+        return [int(s) for s in str(self.seeds).split(",") if s.strip()]
+
+    @property
+    def task_list(self) -> list[str]:
+        return [t.strip() for t in self.tasks.split(",") if t.strip()]
+
+    def key(self, *names: str) -> str:
+        """A short hash of the named settings: the cache folder of what they determine."""
+        values = {n: getattr(self, n) for n in names}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
+
+
+_DATA_KEYS = ("tasks", "max_images", "max_objects", "data_seed", "num_test", "num_cot", "num_pool")
+_BASE_KEYS = ("hidden_size", "num_layers", "rope_theta", "pretrain_steps", "pretrain_batch_size",
+              "pretrain_learning_rate", "max_objects", "data_seed")  # fmt: skip
+
+
+def _quiet_args(seed: int) -> dict[str, Any]:
+    import torch
+
+    cpu = not torch.cuda.is_available()
+    return {"report_to": "none", "disable_tqdm": True, "use_cpu": cpu, "bf16": not cpu, "seed": seed,
+            "activation_checkpointing": False, "save_strategy": "no", "logging_steps": 1}  # fmt: skip
+
+
+# -- data ---------------------------------------------------------------------------------------------------------
+
+
+def build_data(args: LearningArguments, cache: Path) -> dict[str, Path]:
+    """The CoT rows (+ the held-out split) and the RL pool, built once with the synthetic builder (parquet)."""
+    from trl_mig.datasets_builders import synthetic
+
+    root = cache / f"data-{args.key(*_DATA_KEYS)}"
+    common = {"tasks": args.task_list, "image_min_side": 112, "image_max_side": 112, "min_images": 2,
+              "max_images": args.max_images, "max_objects": args.max_objects, "min_object_frac": 0.2,
+              "style": "simple", "num_workers": 2}  # fmt: skip
+    out = {"cot": root / "cot", "pool": root / "pool"}
+    if not (out["cot"] / "README.md").is_file():
+        synthetic.build(synthetic.BuildArguments(output_dir=str(out["cot"]), num_train=args.num_cot,
+                                                 num_test=args.num_test, seed=args.data_seed, overwrite=True,
+                                                 repo_id="<org>/trl-mig-bench-learning-cot", **common))  # fmt: skip
+    if not (out["pool"] / "README.md").is_file():
+        synthetic.build(synthetic.BuildArguments(output_dir=str(out["pool"]), num_train=args.num_pool, num_test=0,
+                                                 seed=args.data_seed + 1, overwrite=True,
+                                                 repo_id="<org>/trl-mig-bench-learning-pool", **common))  # fmt: skip
+    return out
+
+
+# -- base model -----------------------------------------------------------------------------------------------------
+
+
+def tiny_config(args: LearningArguments) -> Any:
+    from trl_mig.models.tiny import TinyModelConfig
+
+    return TinyModelConfig(hidden_size=args.hidden_size, num_hidden_layers=args.num_layers, num_attention_heads=4,
+                           num_key_value_heads=2, intermediate_size=3 * args.hidden_size, vision_hidden_size=64,
+                           vision_depth=2, vision_num_heads=2, vision_mlp_ratio=4, rope_theta=args.rope_theta)  # fmt: skip
+
+
+def build_base(args: LearningArguments, cache: Path) -> Path:
+    """Pre-train the base model once (`base_model.py`); later runs with the same settings load it from the cache."""
+    import torch
+    from base_model import PretrainPhase, phases_to_json, pretrain
+    from worlds import one_shape_rows, simple_rows
+
+    from trl_mig.testing import build_tiny_model, build_tiny_processor
+
+    path = cache / f"base-{args.key(*_BASE_KEYS)}"
+    if (path / "config.json").is_file():
+        return path
+    processor = build_tiny_processor(FRAME, min_pixels=64 * 64, max_pixels=128 * 128)
+    model = build_tiny_model(FRAME, tiny_config(args), seed=args.data_seed, processor=processor)
+    steps = [int(s) for s in args.pretrain_steps.split(",")]
+    n = max(steps) * args.pretrain_batch_size // 2
+    datasets = {"one_shape": one_shape_rows(n, args.data_seed + 100),
+                "single": simple_rows(n, args.data_seed + 100, "single", args.max_objects)}  # fmt: skip
+    lr = args.pretrain_learning_rate
+    phases = [
+        PretrainPhase("one shape", steps[0], {"one_shape": 1.0}, {"mig-direct-brief-v1": 1.0}, lr),
+        PretrainPhase("single-image scenes", steps[1], {"one_shape": 0.3, "single": 0.7},
+                      {"mig-direct-brief-v1": 0.5, "mig-think-brief-v1": 0.5}, lr),
+    ]  # fmt: skip
+    staging = path.with_name(path.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    started = time.perf_counter()
+    log = pretrain(model, processor, datasets, phases, frame=FRAME, batch_size=args.pretrain_batch_size,
+                   seed=args.data_seed, log_path=staging / "pretrain_log.jsonl")  # fmt: skip
+    model.save_pretrained(staging)
+    processor.save_pretrained(staging)
+    meta = {"phases": phases_to_json(phases), "seconds": round(time.perf_counter() - started, 1),
+            "parameters": sum(p.numel() for p in model.parameters()), "final_loss": log[-1]["loss"],
+            "torch_threads": torch.get_num_threads()}  # fmt: skip
+    (staging / "pretrain.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    staging.rename(path)  # a half-trained base never looks finished
+    return path
+
+
+# -- one seed -------------------------------------------------------------------------------------------------------
+
+
+def evaluate(args: LearningArguments, model_dir: Path, data: Any, out: Path, label: str, template: str | None = None):
+    """Greedy `run_evaluation` of one checkpoint on `data` (the held-out split's folder, or an in-memory `Dataset`);
+    resumable: the predictions are kept, and a finished `results.json` is read back."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import trl_mig.models  # noqa: F401  (registers the tiny processor class)
+    from trl_mig.evaluation.runner import hf_generate_fn, run_evaluation
+    from trl_mig.evaluation.sources import SchemaSource
+    from trl_mig.sampling.generation import HFGenerator
+    from trl_mig.templates import pixel_limits_from_processor
+
+    results_file = out / "results.json"
+    if results_file.is_file():
+        return json.loads(results_file.read_text(encoding="utf-8"))
+    processor = AutoProcessor.from_pretrained(str(model_dir), padding_side="left")
+    model = AutoModelForImageTextToText.from_pretrained(str(model_dir)).eval()
+    generator = HFGenerator(model, processor, max_new_tokens=args.max_new_tokens, temperature=0.0)
+    source = SchemaSource(str(data), split="test") if isinstance(data, (str, Path)) else SchemaSource(data)
+    return run_evaluation(
+        source, hf_generate_fn(generator, confidence=False), out, frame=FRAME, template=template or args.template,
+        limits=pixel_limits_from_processor(processor), batch_size=args.eval_batch_size, gallery=4,
+        meta={"model": label}, progress=False,
+    )  # fmt: skip
+
+
+def check_base(args: LearningArguments, base: Path) -> dict[str, Any]:
+    """What the base learnt in pre-training: greedy acc@0.5 on held-out single-image rows of both phases' worlds,
+    answered directly and with reasoning (`base/single-image-check.json`)."""
+    from datasets import Dataset
+    from worlds import one_shape_rows, simple_rows
+
+    done = base / "single-image-check.json"
+    if done.is_file():
+        return json.loads(done.read_text(encoding="utf-8"))
+    n = max(4, min(100, args.num_test))
+    worlds = {"one_shape": one_shape_rows(n, args.data_seed + 7_000),
+              "single": simple_rows(n, args.data_seed + 7_000, "single", args.max_objects, split="test")}  # fmt: skip
+    out = {}
+    for world, rows in worlds.items():
+        data = Dataset.from_list([{**r, "task": world} for r in rows])
+        for template in ("mig-direct-brief-v1", "mig-think-brief-v1"):
+            results = evaluate(args, base, data, base / "check" / f"{world}-{template}", "base", template)
+            out[f"{world}/{template}"] = {k: results["overall"].get(k) for k in ("acc@0.5", "miou", "format_rate")}
+    done.write_text(json.dumps(out, indent=2), encoding="utf-8")
+    return out
+
+
+def run_sft(args: LearningArguments, base: Path, data: dict[str, Path], run: Path, seed: int) -> Path:
+    from trl_mig.datasets_builders.reader import load_schema_dataset
+    from trl_mig.trainers import MIGSFTConfig, MIGSFTTrainer
+
+    merged = run / "sft" / "merged"
+    if (merged / "config.json").is_file():
+        return merged
+    config = MIGSFTConfig(
+        str(run / "sft"), template=args.template, num_train_epochs=args.sft_epochs,
+        learning_rate=args.sft_learning_rate, per_device_train_batch_size=args.sft_batch_size, lora_r=args.lora_r,
+        lora_alpha=2 * args.lora_r, lora_dropout=0.0, lr_scheduler_type="cosine", warmup_steps=0.05,
+        max_length=2048, **_quiet_args(seed),
+    )  # fmt: skip
+    trainer = MIGSFTTrainer(str(base), args=config, train_dataset=load_schema_dataset(str(data["cot"]), split="train"))
+    trainer.train()
+    _write_log(run / "sft" / "log_history.json", trainer.state.log_history)
+    return merged
+
+
+def run_sampling(args: LearningArguments, model: Path, data: dict[str, Path], run: Path, seed: int) -> dict:
+    from trl_mig.sampling import RejectionSampler, RejectionSamplingConfig
+
+    done = run / "rl" / "sampling.json"
+    if done.is_file():
+        return json.loads(done.read_text(encoding="utf-8"))
+    import torch
+
+    config = RejectionSamplingConfig(
+        model_name_or_path=str(model), dataset_name=str(data["pool"]), output_dir=str(run / "rl"),
+        samples_dir=str(run / "rl-samples"), num_generations=args.num_generations, batch_size=args.eval_batch_size,
+        chunk_size=args.eval_batch_size, max_new_tokens=args.max_new_tokens, temperature=1.0, seed=seed,
+        use_cpu=not torch.cuda.is_available(), backend="hf", template=args.template,
+        repo_id="<org>/trl-mig-bench-learning-rl", include_min=args.include_all_wrong,
+    )  # fmt: skip
+    summary = RejectionSampler(config).run()
+    done.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    return summary
+
+
+def run_grpo(args: LearningArguments, model: Path, rows: Any, out: Path, seed: int, format_reward: bool = True):
+    """GRPO from `model` on `rows`; returns the final directory and the logged reward curve."""
+    from trl_mig.rewards import iou_reward
+    from trl_mig.trainers import MIGGRPOConfig, MIGGRPOTrainer
+
+    curve_file = out / "log_history.json"
+    if (out / "config.json").is_file() and curve_file.is_file():
+        return out, json.loads(curve_file.read_text(encoding="utf-8"))
+    config = MIGGRPOConfig(
+        str(out), template=args.template, max_steps=args.grpo_steps, learning_rate=args.grpo_learning_rate,
+        num_generations=args.num_generations,
+        per_device_train_batch_size=args.grpo_prompts_per_step * args.num_generations,
+        max_completion_length=args.max_new_tokens, temperature=1.0, beta=args.grpo_beta,
+        log_boxes_steps=max(1, args.grpo_steps // 2), num_boxed_completions=2, **_quiet_args(seed),
+    )  # fmt: skip
+    trainer = MIGGRPOTrainer(str(model), reward_funcs=None if format_reward else [iou_reward], args=config,
+                             train_dataset=rows)  # fmt: skip
+    trainer.train()
+    trainer.save_model(str(out))
+    trainer.processing_class.save_pretrained(str(out))
+    _write_log(curve_file, trainer.state.log_history)
+    return out, trainer.state.log_history
+
+
+def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(history, indent=1, default=str), encoding="utf-8")
+
+
+def run_seed(args: LearningArguments, base: Path, data: dict[str, Path], cache: Path, seed: int) -> dict[str, Any]:
+    """SFT -> merge -> rejection sampling -> GRPO for one seed, each stage evaluated; resumable stage by stage."""
+    from trl_mig.datasets_builders.reader import load_schema_dataset
+
+    run = cache / f"run-{args.key(*_DATA_KEYS, *_BASE_KEYS, *_RUN_KEYS)}" / f"seed{seed}"
+    run.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn):
+        started = time.perf_counter()
+        value = fn()
+        timings[name] = round(time.perf_counter() - started, 1)
+        logger.info("seed %d: %s done in %.0f s", seed, name, timings[name])
+        return value
+
+    results = {"base": timed("eval base", lambda: evaluate(args, base, data["cot"], run / "eval-base", "base"))}
+    merged = timed("sft", lambda: run_sft(args, base, data, run, seed))
+    results["sft"] = timed("eval sft", lambda: evaluate(args, merged, data["cot"], run / "eval-sft", "sft"))
+    sampling = timed("rejection sampling", lambda: run_sampling(args, merged, data, run, seed))
+    rl_rows = load_schema_dataset(str(run / "rl"), split="train")
+    rl_dir, history = timed("grpo", lambda: run_grpo(args, merged, rl_rows, run / "sft_rl", seed))
+    results["sft_rl"] = timed(
+        "eval sft_rl", lambda: evaluate(args, rl_dir, data["cot"], run / "eval-sft_rl", "sft_rl")
+    )
+    out = {"results": results, "reward_curve": _curve(history), "timings": timings, "rl_rows": len(rl_rows),
+           "sampling": {k: sampling.get(k) for k in ("band", "prompts_sampled", "per_task", "rows")}}  # fmt: skip
+    if args.ablations and seed == args.ablation_seed:
+        pool = load_schema_dataset(str(data["pool"]), split="train")
+        full_dir, full_history = timed("grpo full pool", lambda: run_grpo(args, merged, pool, run / "rl_full", seed))
+        no_fmt_dir, no_fmt_history = timed(
+            "grpo without format reward",
+            lambda: run_grpo(args, merged, rl_rows, run / "rl_no_format", seed, format_reward=False),
+        )
+        out["ablations"] = {
+            "rl_full_pool": {"results": timed("eval full pool", lambda: evaluate(args, full_dir, data["cot"],
+                                                                                run / "eval-rl_full", "rl_full")),
+                             "rows": len(pool), "reward_curve": _curve(full_history)},
+            "rl_no_format_reward": {"results": timed("eval no format", lambda: evaluate(
+                args, no_fmt_dir, data["cot"], run / "eval-rl_no_format", "rl_no_format")),
+                "rows": len(rl_rows), "reward_curve": _curve(no_fmt_history)},
+        }  # fmt: skip
+    out["wall_time_s"] = round(sum(timings.values()), 1)
+    (run / "seed.json").write_text(json.dumps(out, indent=1, default=str), encoding="utf-8")
+    return out
+
+
+_RUN_KEYS = ("template", "include_all_wrong", "sft_epochs", "sft_learning_rate", "sft_batch_size", "lora_r", "num_generations",
+             "max_new_tokens", "grpo_steps", "grpo_learning_rate", "grpo_prompts_per_step", "grpo_beta")  # fmt: skip
+
+
+def _curve(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = ("step", "reward", "reward_std", "rewards/format_reward/mean", "rewards/iou_reward/mean")
+    return [{k: e[k] for k in keys if k in e} for e in history if "reward" in e]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from report import write_report
+    from transformers import HfArgumentParser
+
+    (args,) = HfArgumentParser(LearningArguments).parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    cache = (ROOT / args.cache_dir).resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    data = build_data(args, cache)
+    base = build_base(args, cache)
+    base_check = check_base(args, base)
+    seeds = {seed: run_seed(args, base, data, cache, seed) for seed in args.seed_list}
+    report = write_report(asdict(args), seeds, base, base_check, data["cot"], ROOT / args.output_dir,
+                          wall_time_s=time.perf_counter() - started)  # fmt: skip
+    return report
+
+
+if __name__ == "__main__":
+    main()
