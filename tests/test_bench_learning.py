@@ -67,3 +67,35 @@ def test_bench_learning_end_to_end_and_resumes(bench, tmp_path):
     assert (base / "model.safetensors").stat().st_mtime_ns == stamp
     assert next(cache.glob("run-*/seed0/sft/merged/model.safetensors")).stat().st_mtime_ns == merged
     assert again["sft_rl"] == report["sft_rl"] and not list(cache.glob("*.partial"))
+
+
+def test_pretraining_resumes_after_a_finished_phase_exactly(bench, tmp_path):
+    import torch
+    from base_model import PretrainPhase, pretrain
+    from worlds import one_shape_rows
+
+    from trl_mig.models.tiny import TinyModelConfig
+    from trl_mig.testing import build_tiny_model, build_tiny_processor
+
+    processor = build_tiny_processor("qwen3_vl", min_pixels=64 * 64, max_pixels=128 * 128)
+    size = TinyModelConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                           intermediate_size=64, vision_hidden_size=32, vision_depth=1, vision_num_heads=2)  # fmt: skip
+    data = {"shapes": one_shape_rows(8, 0)}
+    phases = [PretrainPhase("a", 3, {"shapes": 1.0}, {"mig-direct-brief-v1": 1.0}),
+              PretrainPhase("b", 3, {"shapes": 1.0}, {"mig-think-brief-v1": 1.0}, 1e-3)]  # fmt: skip
+    kwargs = {"frame": "qwen3_vl", "batch_size": 2, "seed": 0}
+
+    straight = build_tiny_model("qwen3_vl", size, processor=processor)
+    (tmp_path / "a").mkdir()
+    log = pretrain(straight, processor, data, phases, workdir=tmp_path / "a", **kwargs)
+    assert [line["phase"] for line in log] == ["a", "b"] and log[-1]["seen"] == 12
+
+    resumed = build_tiny_model("qwen3_vl", size, processor=processor)
+    (tmp_path / "b").mkdir()
+    pretrain(resumed, processor, data, phases[:1], workdir=tmp_path / "b", **kwargs)  # "stopped" after phase a
+    fresh = build_tiny_model("qwen3_vl", size, processor=processor)  # a new process: weights come from the state
+    again = pretrain(fresh, processor, data, phases, workdir=tmp_path / "b", **kwargs)
+    untimed = [[{k: v for k, v in line.items() if k != "seconds"} for line in lines] for lines in (again, log)]
+    assert untimed[0] == untimed[1]
+    for (name, a), b in zip(straight.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name

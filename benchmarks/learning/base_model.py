@@ -99,16 +99,32 @@ def pretrain(
     frame: str,
     batch_size: int,
     seed: int,
-    log_path: Path | None = None,
+    workdir: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Train `model` in place through `phases`; returns (and appends to `log_path`) one log line per 25 steps."""
+    """Train `model` in place through `phases`; returns one log line per 25 steps.
+
+    With `workdir`, the log goes to `workdir/pretrain_log.jsonl` and the whole state (weights, optimizer, sampling
+    RNG, log) to `workdir/phase-<i>.pt` after each phase; a later call with the same `workdir` resumes after the last
+    finished phase and ends where an uninterrupted run would have.
+    """
     rng = random.Random(seed)
     encode = Encoder(processor, frame)
     optimizer = torch.optim.AdamW(model.parameters(), lr=phases[0].learning_rate, weight_decay=0.0)
-    model.train()
     log: list[dict[str, Any]] = []
-    seen = 0
-    for phase in phases:
+    seen, first = 0, 0
+    if workdir is not None:
+        done = sorted(workdir.glob("phase-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+        if done:
+            state = torch.load(done[-1], weights_only=False)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            rng.setstate(state["rng"])
+            log, seen, first = state["log"], state["seen"], int(done[-1].stem.split("-")[1]) + 1
+            logger.info("pretrain: resuming after phase %d (%d samples seen)", first - 1, seen)
+    model.train()
+    for index, phase in enumerate(phases):
+        if index < first:
+            continue
         names, weights = zip(*phase.datasets.items())
         template_names, template_weights = zip(*phase.templates.items())
         started, losses = time.perf_counter(), []
@@ -133,9 +149,14 @@ def pretrain(
                         "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
                 log.append(line)
                 logger.info("pretrain %s", line)
-                if log_path is not None:
-                    with open(log_path, "a", encoding="utf-8") as f:
+                if workdir is not None:
+                    with open(workdir / "pretrain_log.jsonl", "a", encoding="utf-8") as f:
                         f.write(json.dumps(line) + "\n")
+        if workdir is not None:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.getstate(),
+                     "log": log, "seen": seen}  # fmt: skip
+            torch.save(state, workdir / f"phase-{index}.pt.tmp")
+            (workdir / f"phase-{index}.pt.tmp").rename(workdir / f"phase-{index}.pt")
     model.eval()
     return log
 

@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -174,12 +173,13 @@ def build_base(args: LearningArguments, cache: Path) -> Path:
         PretrainPhase("single-image scenes", steps[1], {"one_shape": 0.3, "single": 0.7},
                       {"mig-direct-brief-v1": 0.5, "mig-think-brief-v1": 0.5}, lr),
     ]  # fmt: skip
-    staging = path.with_name(path.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = path.with_name(path.name + ".partial")  # same settings, same folder: an interrupted run resumes
+    staging.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     log = pretrain(model, processor, datasets, phases, frame=FRAME, batch_size=args.pretrain_batch_size,
-                   seed=args.data_seed, log_path=staging / "pretrain_log.jsonl")  # fmt: skip
+                   seed=args.data_seed, workdir=staging)  # fmt: skip
+    for state in staging.glob("phase-*.pt"):
+        state.unlink()  # the finished model is saved below; the per-phase states were only for resuming
     model.save_pretrained(staging)
     processor.save_pretrained(staging)
     meta = {"phases": phases_to_json(phases), "seconds": round(time.perf_counter() - started, 1),
