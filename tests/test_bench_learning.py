@@ -29,7 +29,7 @@ def bench():
 
 def _argv(tmp_path: Path, seeds: str) -> list[str]:
     return ["--output_dir", str(tmp_path / "results"), "--cache_dir", str(tmp_path / "cache"), "--seeds", seeds,
-            "--num_test", "6", "--num_cot", "6", "--num_pool", "3", "--max_images", "3", "--pretrain_steps", "2,2",
+            "--num_test", "6", "--num_cot", "6", "--num_pool", "3", "--max_images", "3", "--pretrain_steps", "2,2,2",
             "--pretrain_batch_size", "2", "--hidden_size", "32", "--num_layers", "1", "--sft_batch_size", "2",
             "--num_generations", "2", "--max_new_tokens", "16", "--grpo_steps", "2", "--grpo_prompts_per_step", "1",
             "--eval_batch_size", "6", "--include_all_wrong", "true"]  # fmt: skip

@@ -67,8 +67,9 @@ class LearningArguments:
     hidden_size: int = field(default=128, metadata={"help": "tiny Qwen3-VL text width"})
     num_layers: int = field(default=4, metadata={"help": "tiny Qwen3-VL text layers"})
     rope_theta: float = field(default=1e6, metadata={"help": "text RoPE base (1e6 as released; NOTES.md)"})
-    pretrain_steps: str = field(default="1300,1100", metadata={"help": "optimizer steps of phase 1 (one shape) and "
-                                                                      "phase 2 (single-image scenes, reasoning)"})  # fmt: skip
+    pretrain_steps: str = field(default="1200,400,800", metadata={
+        "help": "optimizer steps of phase 0 (one shape, plain format), 1 (one shape, the template) and 2 "
+                "(single-image scenes, with reasoning)"})  # fmt: skip
     pretrain_batch_size: int = field(default=16, metadata={"help": "pre-training batch size"})
     pretrain_learning_rate: float = field(default=2e-3, metadata={"help": "pre-training peak learning rate"})
     # sft
@@ -169,8 +170,9 @@ def build_base(args: LearningArguments, cache: Path) -> Path:
                 "single": simple_rows(n, args.data_seed + 100, "single", args.max_objects)}  # fmt: skip
     lr = args.pretrain_learning_rate
     phases = [
-        PretrainPhase("one shape", steps[0], {"one_shape": 1.0}, {"mig-direct-brief-v1": 1.0}, lr),
-        PretrainPhase("single-image scenes", steps[1], {"one_shape": 0.3, "single": 0.7},
+        PretrainPhase("warm-up, plain format", steps[0], {"one_shape": 1.0}, {"mig-direct-brief-v1": 1.0}, lr, True),
+        PretrainPhase("one shape", steps[1], {"one_shape": 1.0}, {"mig-direct-brief-v1": 1.0}, lr),
+        PretrainPhase("single-image scenes", steps[2], {"one_shape": 0.3, "single": 0.7},
                       {"mig-direct-brief-v1": 0.5, "mig-think-brief-v1": 0.5}, lr),
     ]  # fmt: skip
     staging = path.with_name(path.name + ".partial")  # same settings, same folder: an interrupted run resumes
