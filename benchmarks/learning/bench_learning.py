@@ -84,7 +84,10 @@ class LearningArguments:
                                                                     "(the band is 0 < pass rate < 1 without it)"})  # fmt: skip
     # grpo
     grpo_steps: int = field(default=100, metadata={"help": "GRPO optimizer steps"})
-    grpo_learning_rate: float = field(default=5e-4, metadata={"help": "GRPO learning rate (full fine-tune)"})
+    grpo_learning_rate: float = field(
+        default=5e-5,
+        metadata={"help": "GRPO learning rate (full fine-tune; 5e-4 broke the format in 10 steps, NOTES.md)"},
+    )
     grpo_prompts_per_step: int = field(default=2, metadata={"help": "prompts per GRPO step (x num_generations)"})
     grpo_beta: float = field(default=0.0, metadata={"help": "KL coefficient (TRL 1.16 default 0)"})
     eval_batch_size: int = field(default=32, metadata={"help": "greedy evaluation batch size"})
