@@ -99,3 +99,13 @@ def test_pretraining_resumes_after_a_finished_phase_exactly(bench, tmp_path):
     assert untimed[0] == untimed[1]
     for (name, a), b in zip(straight.state_dict().items(), fresh.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [({"pretrain_steps": "10,10"}, "three positive"), ({"seeds": ""}, "no seed"),
+     ({"num_generations": 1}, ">= 2"), ({"max_images": 6}, r"\[2, 5\]")],
+)  # fmt: skip
+def test_bad_settings_are_refused_before_anything_runs(bench, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        bench.LearningArguments(**overrides)

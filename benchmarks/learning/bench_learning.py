@@ -93,6 +93,20 @@ class LearningArguments:
     eval_batch_size: int = field(default=32, metadata={"help": "greedy evaluation batch size"})
     threads: int = field(default=0, metadata={"help": "torch threads (0: torch's default)"})
 
+    def __post_init__(self) -> None:
+        if len(self.pretrain_step_list) != 3 or min(self.pretrain_step_list) < 1:
+            raise ValueError(f"--pretrain_steps needs three positive step counts, got {self.pretrain_steps!r}")
+        if not self.seed_list:
+            raise ValueError("--seeds names no seed")
+        if self.num_generations < 2:
+            raise ValueError("--num_generations must be >= 2: GRPO and the pass rate compare several samples")
+        if self.max_objects < 2 or not 2 <= self.max_images <= 5:
+            raise ValueError("--max_objects must be >= 2 and --max_images in [2, 5] (the generator's limits)")
+
+    @property
+    def pretrain_step_list(self) -> list[int]:
+        return [int(s) for s in str(self.pretrain_steps).split(",") if s.strip()]
+
     @property
     def seed_list(self) -> list[int]:
         return [int(s) for s in str(self.seeds).split(",") if s.strip()]
@@ -167,7 +181,7 @@ def build_base(args: LearningArguments, cache: Path) -> Path:
         return path
     processor = build_tiny_processor(FRAME, min_pixels=64 * 64, max_pixels=128 * 128)
     model = build_tiny_model(FRAME, tiny_config(args), seed=args.data_seed, processor=processor)
-    steps = [int(s) for s in args.pretrain_steps.split(",")]
+    steps = args.pretrain_step_list
     n = max(steps) * args.pretrain_batch_size // 2
     datasets = {"one_shape": one_shape_rows(n, args.data_seed + 100),
                 "single": simple_rows(n, args.data_seed + 100, "single", args.max_objects)}  # fmt: skip
@@ -183,8 +197,7 @@ def build_base(args: LearningArguments, cache: Path) -> Path:
     started = time.perf_counter()
     log = pretrain(model, processor, datasets, phases, frame=FRAME, batch_size=args.pretrain_batch_size,
                    seed=args.data_seed, workdir=staging)  # fmt: skip
-    for state in staging.glob("phase-*.pt"):
-        state.unlink()  # the finished model is saved below; the per-phase states were only for resuming
+    # the per-phase states (`phase-<i>.pt`) stay: they let a later session evaluate what each phase taught
     model.save_pretrained(staging)
     processor.save_pretrained(staging)
     meta = {"phases": phases_to_json(phases), "seconds": round(time.perf_counter() - started, 1),
