@@ -29,7 +29,7 @@ def bench():
 
 def _argv(tmp_path: Path, seeds: str) -> list[str]:
     return ["--output_dir", str(tmp_path / "results"), "--cache_dir", str(tmp_path / "cache"), "--seeds", seeds,
-            "--num_test", "6", "--num_cot", "6", "--num_pool", "3", "--max_images", "3", "--pretrain_steps", "2,2,2",
+            "--num_test", "6", "--num_cot", "6", "--num_pool", "3", "--max_images", "3", "--pretrain_steps", "2,2,2,2",
             "--pretrain_batch_size", "2", "--hidden_size", "32", "--num_layers", "1", "--sft_batch_size", "2",
             "--num_generations", "2", "--max_new_tokens", "16", "--grpo_steps", "2", "--grpo_prompts_per_step", "1",
             "--eval_batch_size", "6", "--include_all_wrong", "true"]  # fmt: skip
@@ -62,10 +62,10 @@ def test_bench_learning_end_to_end_and_resumes(bench, tmp_path):
     cache = tmp_path / "cache"
     base = next(cache.glob("base-*"))
     stamp = (base / "model.safetensors").stat().st_mtime_ns
-    merged = next(cache.glob("run-*/seed0/sft/merged/model.safetensors")).stat().st_mtime_ns
+    merged = next(cache.glob("run-*/seed0/sft-*/sft/merged/model.safetensors")).stat().st_mtime_ns
     again = bench.main(_argv(tmp_path, "0,1"))  # everything is cached: nothing trains or generates again
     assert (base / "model.safetensors").stat().st_mtime_ns == stamp
-    assert next(cache.glob("run-*/seed0/sft/merged/model.safetensors")).stat().st_mtime_ns == merged
+    assert next(cache.glob("run-*/seed0/sft-*/sft/merged/model.safetensors")).stat().st_mtime_ns == merged
     assert again["sft_rl"] == report["sft_rl"] and not list(cache.glob("*.partial"))
 
 
@@ -103,7 +103,7 @@ def test_pretraining_resumes_after_a_finished_phase_exactly(bench, tmp_path):
 
 @pytest.mark.parametrize(
     "overrides, match",
-    [({"pretrain_steps": "10,10"}, "three positive"), ({"seeds": ""}, "no seed"),
+    [({"pretrain_steps": "10,10,10"}, "four positive"), ({"seeds": ""}, "no seed"),
      ({"num_generations": 1}, ">= 2"), ({"max_images": 6}, r"\[2, 5\]")],
 )  # fmt: skip
 def test_bad_settings_are_refused_before_anything_runs(bench, overrides, match):

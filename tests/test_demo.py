@@ -4,6 +4,8 @@ stage commands `trl-mig sft`, `merge` and `grpo` run through the CLI in this pro
 from __future__ import annotations
 
 import json
+import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from trl_mig.cli import main
 from trl_mig.datasets_builders import synthetic
 from trl_mig.datasets_builders.reader import load_schema_dataset as load_dataset
 from trl_mig.demo import STAGES, DemoArguments, run_demo
+from trl_mig.models.tiny import PRESETS
 from trl_mig.testing import tiny_checkpoint
 
 
@@ -44,8 +47,14 @@ def test_demo_report_layout(demo):
     steps = [s["step"] for s in report["pipeline"]]
     assert steps[:2] == ["data", "base model"] and "sample" in steps and "grpo" in steps
     assert [e["step"] for e in report["reward_curve"]] == [1, 2]
-    assert report["meta"]["template"] == "mig-think-v1" and report["meta"]["frame"] == "qwen2_5_vl"
-    assert report["meta"]["pixel_limits"]["max_pixels"] > 0
+    assert report["meta"]["template"] == "mig-think-brief-v1" and report["meta"]["frame"] == "qwen3_vl"
+    assert report["meta"]["pixel_limits"] == {"min_pixels": 64 * 64, "max_pixels": 128 * 128, "factor": 32}
+    assert "not pre-trained" in report["meta"]["model"]
+    config = json.loads((out / "models/base/config.json").read_text())
+    assert config["model_type"] == "qwen3_vl"
+    for stage in STAGES:  # every stage is rendered, sampled and scored with the same template and frame
+        meta = json.loads((out / "eval" / stage / "results.json").read_text())["meta"]
+        assert (meta["template"], meta["frame"]) == ("mig-think-brief-v1", "qwen3_vl"), stage
 
 
 def test_demo_writes_what_people_look_at(demo):
@@ -91,6 +100,49 @@ def test_demo_reruns_in_its_own_folder_and_refuses_others(tmp_path, demo):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     with pytest.raises(ValueError, match="num_generations must be >= 2"):
         DemoArguments(num_generations=1)
+    with pytest.raises(ValueError, match="unknown"):
+        DemoArguments(template="no-such-template")
+    with pytest.raises(ValueError, match="not a saved checkpoint"):
+        DemoArguments(base_model=str(tmp_path / "nowhere"))
+
+
+def test_demo_defaults_are_the_learning_benchmarks():
+    """The demo adopts the settings `make bench-learning` found (only the sizes differ): this fails when they drift."""
+    learning = Path(__file__).resolve().parents[1] / "benchmarks" / "learning"
+    sys.path.insert(0, str(learning))
+    try:
+        import bench_learning
+        import stages
+    finally:
+        sys.path.remove(str(learning))
+    bench, demo = bench_learning.LearningArguments(), DemoArguments()
+    for name in ("template", "sft_epochs", "sft_learning_rate", "lora_r", "num_generations", "grpo_learning_rate",
+                 "grpo_prompts_per_step", "grpo_beta", "max_new_tokens"):  # fmt: skip
+        assert getattr(demo, name) == getattr(bench, name), name
+    assert demo.tasks == bench.task_list and demo.max_pass_rate == 1.0 and not demo.include_min
+    assert PRESETS[demo.model_size] == bench_learning.tiny_config(bench)
+    assert stages.FRAME == "qwen3_vl"
+    assert {f.name for f in fields(DemoArguments)} >= {"base_model", "template", "temperature", "grpo_beta"}
+
+
+def test_demo_from_a_saved_base_model(tmp_path):
+    """`--base_model`: the stages start from that checkpoint (never written to), in the frame of its `model_type`."""
+    base = tiny_checkpoint("qwen2_5_vl", root=tmp_path)  # another family than the demo's own: the frame must follow
+    before = sorted(p.name for p in base.iterdir())
+    out = tmp_path / "demo"
+    report = run_demo(DemoArguments(
+        output_dir=str(out), base_model=str(base), template="mig-think-v1", num_cot=2, num_pool=2, num_test=2,
+        grpo_steps=1, grpo_prompts_per_step=1, max_new_tokens=4, batch_size=2, num_generations=2, images_per_stage=0,
+    ))  # fmt: skip
+    assert report["meta"]["frame"] == "qwen2_5_vl" and report["meta"]["template"] == "mig-think-v1"
+    assert report["meta"]["model"] == f"{base} (qwen2_5_vl)" and report["meta"]["settings"]["base_model"] == str(base)
+    assert report["stages"]["base"]["checkpoint"] == str(base.resolve())
+    assert not (out / "models" / "base").exists() and sorted(p.name for p in base.iterdir()) == before
+    for stage in STAGES:
+        meta = json.loads((out / "eval" / stage / "results.json").read_text())["meta"]
+        assert (meta["template"], meta["frame"]) == ("mig-think-v1", "qwen2_5_vl"), stage
+    merged = json.loads((out / "models/sft/merged/config.json").read_text())
+    assert merged["model_type"] == "qwen2_5_vl"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -2,10 +2,10 @@
 
 Stages (DESIGN.md section 5), all in this process with the real trainers:
 
-1. **data**: procedural multi-image grounding sets (`trl_mig.datasets_builders.synthetic`): a cold-start CoT set
-   whose reasoning is written from the generator's ground truth (no teacher model exists offline), a prompt pool for
-   rejection sampling, and a held-out test split;
-2. **sft**: `MIGSFTTrainer`, LoRA on the language model of a tiny random Qwen2.5-VL, merged at the end;
+1. **data**: procedural multi-image grounding sets (`trl_mig.datasets_builders.synthetic`, `simple` style): a cold-start
+   CoT set whose reasoning is written from the generator's ground truth (no teacher model exists offline), a prompt
+   pool for rejection sampling, and a held-out test split;
+2. **sft**: `MIGSFTTrainer`, LoRA on the language model of a tiny random Qwen3-VL (or `--base_model`), merged at the end;
 3. **sample**: `RejectionSampler` with the merged model; prompts in the pass-rate band form the RL set;
 4. **grpo**: `MIGGRPOTrainer` on the RL set, from the merged SFT model;
 5. **eval**: greedy answers of `base`, `sft` and `sft_rl` on the held-out split, by `trl-mig eval`'s loop
@@ -16,11 +16,20 @@ Stages (DESIGN.md section 5), all in this process with the real trainers:
 Writes `DIR/report.json` (DESIGN.md section 4), `DIR/report.md` (table, reward curve, pictures), the dataset and model
 cards next to what they describe, and each stage's evaluation folder.
 
-What to expect: the tiny model starts from random weights and two CPU cores give it a few minutes, which is enough for
-every stage to run and hand the next one what it needs, not for it to learn grounding. Its answers stay wrong, so
-metrics near 0 are the expected result; when no prompt lands in the pass-rate band, the RL set is re-selected from
-the same samples with the all-wrong prompts included, and the report says so. The same commands with a real model
-and the recipes in `examples/recipes/` run the method for real.
+Settings: those the learning benchmark found (`make bench-learning`, `benchmarks/learning/bench_learning.py`; the
+findings in `benchmarks/learning/NOTES.md`), scaled to the demo's 5-minute budget: the benchmark's tiny Qwen3-VL
+(preset `bench`, text width 128, 64x64 to 128x128 pixels per image), the `simple` synthetic world with 112-px images,
+the multi-image tasks, the `mig-think-brief-v1` template in every stage, LoRA r32 SFT at 1e-3 (cosine), 6 samples per
+prompt at temperature 1, GRPO at 5e-5 without KL. Fewer rows, steps and new tokens than the benchmark: those are the
+knobs the budget sets. All of them are `DemoArguments` defaults.
+
+What to expect: the benchmark first pre-trains its base model on grounding for about 25 minutes (cached once), which
+the demo's budget has no room for. The demo's base starts from random weights and is not pre-trained, so the stages
+run and hand each other what they need, but the model does not learn grounding: its answers stay wrong and metrics
+near 0 are the expected result; when no prompt lands in the pass-rate band, the RL set is re-selected from the same
+samples with the all-wrong prompts included, and the report says so. `--base_model` runs the same stages from a saved
+checkpoint instead (for example the benchmark's cached pre-trained base); the recipes in `examples/recipes/` run the
+method on a real model.
 """
 
 from __future__ import annotations
@@ -31,11 +40,12 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .demo_config import FAMILY, MAX_PIXELS, MIN_PIXELS, WORLD, DemoArguments
 
 
 logger = logging.getLogger(__name__)
@@ -46,52 +56,6 @@ STAGES = ("base", "sft", "sft_rl")
 _MARKER = ".trl-mig-demo"
 _REPORT_KEYS = ("acc@0.3", "acc@0.5", "acc@0.7", "strict_acc@0.5", "miou", "parse_fail_rate", "wrong_image_rate",
                 "format_rate")  # fmt: skip
-
-
-@dataclass
-class DemoArguments:
-    """Arguments of `trl-mig demo`. The defaults run in under 5 minutes on 2 CPU cores."""
-
-    output_dir: str = field(default="trl-mig-demo", metadata={"help": "Where everything the demo makes is written."})
-    seed: int = field(default=0, metadata={"help": "Seed of the data, the model weights and the training runs."})
-    model_size: str = field(
-        default="small", metadata={"help": "Tiny model preset (`tiny` ~0.2M or `small` ~4.5M parameters)."}
-    )
-    tasks: list[str] = field(
-        default_factory=lambda: ["single=3", "refer_grounding=1", "diff=1"],
-        metadata={"help": "Synthetic tasks and weights (see `trl-mig build synthetic --help`)."},
-    )
-    num_cot: int = field(default=64, metadata={"help": "Cold-start CoT rows (SFT)."})
-    num_pool: int = field(default=32, metadata={"help": "Prompts sampled by the rejection sampler."})
-    num_test: int = field(default=32, metadata={"help": "Held-out rows every stage is evaluated on."})
-    sft_epochs: float = field(default=1.0, metadata={"help": "SFT epochs over the CoT rows."})
-    sft_learning_rate: float = field(default=2e-3, metadata={"help": "SFT (LoRA) learning rate."})
-    lora_r: int = field(default=32, metadata={"help": "LoRA rank."})
-    num_generations: int = field(default=4, metadata={"help": "Samples per prompt (sampler and GRPO group size)."})
-    min_pass_rate: float = field(default=0.0, metadata={"help": "Lower edge of the RL set's pass-rate band."})
-    include_min: bool = field(
-        default=False, metadata={"help": "Keep prompts at the lower edge too (e.g. all-wrong ones, with 0)."}
-    )
-    grpo_steps: int = field(default=8, metadata={"help": "GRPO optimizer steps."})
-    grpo_learning_rate: float = field(default=5e-4, metadata={"help": "GRPO learning rate."})
-    max_new_tokens: int = field(default=96, metadata={"help": "Longest completion when sampling and evaluating."})
-    batch_size: int = field(default=8, metadata={"help": "Prompts per generation call and per SFT step."})
-    images_per_stage: int = field(default=4, metadata={"help": "Held-out answers drawn per stage."})
-    overwrite: bool = field(
-        default=True,
-        metadata={
-            "help": "Replace a previous demo in `output_dir` (a folder the demo did not make is never removed)."
-        },
-    )
-
-    def __post_init__(self) -> None:
-        if isinstance(self.tasks, str):
-            self.tasks = [self.tasks]
-        for name in ("num_cot", "num_pool", "num_test", "num_generations", "grpo_steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_generations < 2:
-            raise ValueError("num_generations must be >= 2: GRPO compares the samples of a group")
 
 
 def _prepare_output(args: DemoArguments) -> Path:
@@ -127,9 +91,27 @@ class _Clock:
         self.seconds[step] = seconds
         self.steps.append({
             "step": step, "rows_in": rows_in, "rows_out": rows_out(value), "seconds": round(seconds, 2),
-            "output": os.path.relpath(output, self.root) if output is not None else None,
+            "output": _where(output, self.root) if output is not None else None,
         })  # fmt: skip
         return value
+
+
+def _where(path: Path, root: Path) -> str:
+    """`path` relative to the demo folder, or absolute when it lies outside (a `--base_model`)."""
+    path, root = Path(path).resolve(), root.resolve()
+    return os.path.relpath(path, root) if path.is_relative_to(root) else str(path)
+
+
+def _base_frame(args: DemoArguments) -> tuple[str, str]:
+    """The frame the base model answers in (from its `model_type`) and its name in the report."""
+    if args.base_model is None:
+        return FAMILY, f"tiny random Qwen3-VL ({args.model_size}), not pre-trained"
+    from transformers import AutoConfig
+
+    from .geometry import frame_for_model
+
+    model_type = AutoConfig.from_pretrained(args.base_model).model_type
+    return frame_for_model(model_type).value, f"{args.base_model} ({model_type})"
 
 
 def _cpu() -> bool:
@@ -158,6 +140,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     from .trainers.cards import add_eval_results
 
     started = time.perf_counter()
+    frame, model_name = _base_frame(args)  # before the output folder is replaced: a checkpoint without a frame fails
     root = _prepare_output(args)
     clock = _Clock(root)
     data, models = root / "data", root / "models"
@@ -167,7 +150,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
 
     # 1. data --------------------------------------------------------------------------------------------------
     def make_data() -> dict[str, int]:
-        common = {"tasks": args.tasks, "max_objects": 3, "min_object_frac": 0.2, "max_images": 3}
+        common = {"tasks": args.tasks, "max_images": args.max_images, **WORLD}
         synthetic.build(synthetic.BuildArguments(
             output_dir=str(data / "cot"), num_train=args.num_cot, num_test=args.num_test, seed=args.seed,
             repo_id="<org>/trl-mig-demo-cot", **common,
@@ -182,16 +165,22 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     cot = load_dataset(str(data / "cot"))
     test_rows = cot["test"]
 
-    base_dir = models / "base"
-    clock.run("base model", lambda: save_tiny_model(base_dir, "qwen2_5_vl", size=args.model_size, seed=args.seed),
-              0, lambda _: 0, base_dir)  # fmt: skip
+    base_dir = models / "base" if args.base_model is None else Path(args.base_model)
+
+    def make_base() -> Path:
+        if args.base_model is None:  # a given checkpoint is used as it is, never written to
+            save_tiny_model(base_dir, FAMILY, size=args.model_size, seed=args.seed, min_pixels=MIN_PIXELS,
+                            max_pixels=MAX_PIXELS)  # fmt: skip
+        return base_dir
+
+    clock.run("base model", make_base, 0, lambda _: 0, base_dir)
     processor = AutoProcessor.from_pretrained(str(base_dir), padding_side="left")
     limits = pixel_limits_from_processor(processor)
 
     # 2. sft ---------------------------------------------------------------------------------------------------
     sft_dir = models / "sft"
     sft_args = MIGSFTConfig(
-        str(sft_dir), num_train_epochs=args.sft_epochs, learning_rate=args.sft_learning_rate,
+        str(sft_dir), template=args.template, num_train_epochs=args.sft_epochs, learning_rate=args.sft_learning_rate,
         per_device_train_batch_size=args.batch_size, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
         lora_dropout=0.0, lr_scheduler_type="cosine", warmup_steps=0.05, max_length=2048, **quiet,
     )  # fmt: skip
@@ -212,9 +201,9 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     sample_config = RejectionSamplingConfig(
         model_name_or_path=str(merged), dataset_name=str(data / "pool"), output_dir=str(rl_dir),
         samples_dir=str(data / "rl-samples"), num_generations=args.num_generations, batch_size=args.batch_size,
-        chunk_size=args.batch_size, max_new_tokens=args.max_new_tokens, temperature=1.0, seed=args.seed,
-        use_cpu=cpu, backend="hf", repo_id="<org>/trl-mig-demo-rl", min_pass_rate=args.min_pass_rate,
-        include_min=args.include_min,
+        chunk_size=args.batch_size, max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
+        use_cpu=cpu, backend="hf", template=args.template, repo_id="<org>/trl-mig-demo-rl",
+        min_pass_rate=args.min_pass_rate, max_pass_rate=args.max_pass_rate, include_min=args.include_min,
     )  # fmt: skip
 
     def sample() -> dict[str, Any]:
@@ -229,7 +218,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
             source = load_dataset(str(data / "pool"), split="train")
             built = build_rl_set(source, sample_config.samples_dir, rl_dir, band, repo_id=sample_config.repo_id)
             built["fallback"] = (
-                f"no prompt had a pass rate in {sample_config.band().describe()} (the tiny model gets every sample "
+                f"no prompt had a pass rate in {sample_config.band().describe()} (the model gets every sample "
                 f"wrong); the RL set was re-selected from the same samples with {band.describe()}"
             )
             return built
@@ -245,10 +234,11 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
     else:
         rl_dir_rows = load_dataset(str(rl_dir), split="train")
         grpo_args = MIGGRPOConfig(
-            str(rl_model), max_steps=args.grpo_steps, learning_rate=args.grpo_learning_rate,
-            num_generations=args.num_generations, per_device_train_batch_size=2 * args.num_generations,
-            max_completion_length=args.max_new_tokens, temperature=1.0, log_boxes_steps=max(1, args.grpo_steps // 2),
-            num_boxed_completions=2, **quiet,
+            str(rl_model), template=args.template, max_steps=args.grpo_steps, learning_rate=args.grpo_learning_rate,
+            num_generations=args.num_generations,
+            per_device_train_batch_size=args.grpo_prompts_per_step * args.num_generations,
+            max_completion_length=args.max_new_tokens, temperature=args.temperature, beta=args.grpo_beta,
+            log_boxes_steps=max(1, args.grpo_steps // 2), num_boxed_completions=2, **quiet,
         )  # fmt: skip
 
         def grpo() -> Any:
@@ -276,9 +266,9 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         model = AutoModelForImageTextToText.from_pretrained(str(path)).eval()
         generator = HFGenerator(model, processor, max_new_tokens=args.max_new_tokens, temperature=0.0)
         return run_evaluation(
-            source, hf_generate_fn(generator, confidence=False), root / "eval" / stage, frame="qwen2_5_vl",
-            template="mig-think-v1", limits=limits, batch_size=args.batch_size, gallery=args.images_per_stage,
-            meta={"model": f"{stage} ({os.path.relpath(path, root)})", "stage": stage}, overwrite=True, progress=False,
+            source, hf_generate_fn(generator, confidence=False), root / "eval" / stage, frame=frame,
+            template=args.template, limits=limits, batch_size=args.batch_size, gallery=args.images_per_stage,
+            meta={"model": f"{stage} ({_where(path, root)})", "stage": stage}, overwrite=True, progress=False,
         )  # fmt: skip
 
     train_rows = {"base": (0, 0), "sft": (args.num_cot, len(cot["train"])), "sft_rl": (args.num_pool, grpo_rows)}
@@ -296,7 +286,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
             "seconds": round(sum(clock.seconds.get(step, 0.0) for step in train_steps[stage]), 2),
             "eval_rows": results["meta"]["n"],
             "eval_seconds": round(clock.seconds[f"eval {stage}"], 2),
-            "checkpoint": os.path.relpath(path, root),
+            "checkpoint": _where(path, root),
             "results": os.path.relpath(root / "eval" / stage / "results.json", root),
         }
 
@@ -308,10 +298,10 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
         "sft_loss": [{"step": e.get("step"), "loss": e["loss"]} for e in sft_log],
         "rejection_sampling": {k: sampled.get(k) for k in ("band", "prompts_sampled", "per_task", "fallback")},
         "meta": {
-            "template": "mig-think-v1",
-            "frame": "qwen2_5_vl",
+            "template": args.template,
+            "frame": frame,
             "pixel_limits": limits,
-            "model": f"tiny random Qwen2.5-VL ({args.model_size})",
+            "model": model_name,
             "seed": args.seed,
             "settings": asdict(args),
             "device": "cpu" if cpu else "cuda",

@@ -115,7 +115,8 @@ def build_tiny_model(
 
     Args:
         family (`str`, *optional*, defaults to `"qwen2_5_vl"`): `qwen2_5_vl`, `qwen2_vl` or `qwen3_vl` (either spelling).
-        size (`str` or [`TinyModelConfig`], *optional*, defaults to `"tiny"`): `"tiny"`, `"small"` or a config.
+        size (`str` or [`TinyModelConfig`], *optional*, defaults to `"tiny"`): a preset name (`"tiny"`, `"small"`,
+            `"bench"`) or a config.
         seed (`int`, *optional*, defaults to `0`): seeds the weight initialisation.
         processor (`ProcessorMixin`, *optional*):
             The processor the model will be used with: token ids, vocabulary size and patch sizes come from it.

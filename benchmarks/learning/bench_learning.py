@@ -69,9 +69,9 @@ class LearningArguments:
     hidden_size: int = field(default=128, metadata={"help": "tiny Qwen3-VL text width"})
     num_layers: int = field(default=4, metadata={"help": "tiny Qwen3-VL text layers"})
     rope_theta: float = field(default=1e6, metadata={"help": "text RoPE base (1e6 as released; NOTES.md)"})
-    pretrain_steps: str = field(default="1200,400,800", metadata={
-        "help": "optimizer steps of phase 0 (one shape, plain format), 1 (one shape, the template) and 2 "
-                "(single-image scenes, with reasoning)"})  # fmt: skip
+    pretrain_steps: str = field(default="1200,400,1600,600", metadata={
+        "help": "optimizer steps of phase 0 (one shape, plain format), 1 (one shape, the template), 2 (two-object "
+                "single-image scenes, direct answers) and 3 (multi-image direct rows and reasoning mixed in)"})  # fmt: skip
     pretrain_batch_size: int = field(default=16, metadata={"help": "pre-training batch size"})
     pretrain_learning_rate: float = field(default=2e-3, metadata={"help": "pre-training peak learning rate"})
     # sft
@@ -96,8 +96,8 @@ class LearningArguments:
     threads: int = field(default=0, metadata={"help": "torch threads (0: torch's default)"})
 
     def __post_init__(self) -> None:
-        if len(self.pretrain_step_list) != 3 or min(self.pretrain_step_list) < 1:
-            raise ValueError(f"--pretrain_steps needs three positive step counts, got {self.pretrain_steps!r}")
+        if len(self.pretrain_step_list) != 4 or min(self.pretrain_step_list) < 1:
+            raise ValueError(f"--pretrain_steps needs four positive step counts, got {self.pretrain_steps!r}")
         if not self.seed_list:
             raise ValueError("--seeds names no seed")
         if self.num_generations < 2:
@@ -176,15 +176,21 @@ def build_base(args: LearningArguments, cache: Path) -> Path:
     processor = build_tiny_processor(FRAME, min_pixels=64 * 64, max_pixels=128 * 128)
     model = build_tiny_model(FRAME, tiny_config(args), seed=args.data_seed, processor=processor)
     steps = args.pretrain_step_list
-    n = max(steps) * args.pretrain_batch_size // 2
+    n = min(10_000, max(steps) * args.pretrain_batch_size // 2)
     datasets = {"one_shape": one_shape_rows(n, args.data_seed + 100),
-                "single": simple_rows(n, args.data_seed + 100, "single", args.max_objects)}  # fmt: skip
-    lr = args.pretrain_learning_rate
+                "single": simple_rows(n, args.data_seed + 100, "single", args.max_objects),
+                # multi-image direct rows, as a real MLLM has seen: other seeds than every pipeline set
+                "multi": simple_rows(min(n, 3000), args.data_seed + 200, args.task_list, args.max_objects,
+                                     max_images=args.max_images)}  # fmt: skip
+    lr, direct, think = args.pretrain_learning_rate, "mig-direct-brief-v1", "mig-think-brief-v1"
     phases = [
-        PretrainPhase("warm-up, plain format", steps[0], {"one_shape": 1.0}, {"mig-direct-brief-v1": 1.0}, lr, True),
-        PretrainPhase("one shape", steps[1], {"one_shape": 1.0}, {"mig-direct-brief-v1": 1.0}, lr),
-        PretrainPhase("single-image scenes", steps[2], {"one_shape": 0.3, "single": 0.7},
-                      {"mig-direct-brief-v1": 0.5, "mig-think-brief-v1": 0.5}, lr),
+        PretrainPhase("warm-up, plain format", steps[0], {"one_shape": 1.0}, {direct: 1.0}, lr, True),
+        PretrainPhase("one shape", steps[1], {"one_shape": 1.0}, {direct: 1.0}, lr),
+        # NOTES.md "B3": the choice between two objects is learnt from direct answers at half the rate, not with
+        # reasoning rows mixed in from the start
+        PretrainPhase("two-object scenes", steps[2], {"one_shape": 0.25, "single": 0.75}, {direct: 1.0}, lr / 2),
+        PretrainPhase("multi-image, reasoning", steps[3], {"one_shape": 0.1, "single": 0.4, "multi": 0.5},
+                      {direct: 0.5, think: 0.5}, lr / 4),
     ]  # fmt: skip
     staging = path.with_name(path.name + ".partial")  # same settings, same folder: an interrupted run resumes
     staging.mkdir(parents=True, exist_ok=True)
@@ -209,8 +215,13 @@ def run_seed(args: LearningArguments, base: Path, data: dict[str, Path], cache: 
     """SFT -> merge -> rejection sampling -> GRPO for one seed, each stage evaluated; resumable stage by stage."""
     from trl_mig.datasets_builders.reader import load_schema_dataset
 
-    run = cache / f"run-{args.key(*_DATA_KEYS, *_BASE_KEYS, *_RUN_KEYS)}" / f"seed{seed}"
-    run.mkdir(parents=True, exist_ok=True)
+    # each stage's folder is named by the settings that determine it, so changing a later stage's settings reuses
+    # the earlier stages' results instead of training them again
+    run = cache / f"run-{args.key(*_DATA_KEYS, *_BASE_KEYS)}" / f"seed{seed}"
+    sft_dir = run / f"sft-{args.key(*_SFT_KEYS)}"
+    rl_dir = sft_dir / f"rl-{args.key(*_SAMPLING_KEYS)}"
+    grpo_dir = rl_dir / f"grpo-{args.key(*_GRPO_KEYS)}"
+    grpo_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
     def timed(name: str, fn):
@@ -221,38 +232,39 @@ def run_seed(args: LearningArguments, base: Path, data: dict[str, Path], cache: 
         return value
 
     results = {"base": timed("eval base", lambda: evaluate(args, base, data["cot"], run / "eval-base", "base"))}
-    merged = timed("sft", lambda: run_sft(args, base, data, run, seed))
-    results["sft"] = timed("eval sft", lambda: evaluate(args, merged, data["cot"], run / "eval-sft", "sft"))
-    sampling = timed("rejection sampling", lambda: run_sampling(args, merged, data, run, seed))
-    rl_rows = load_schema_dataset(str(run / "rl"), split="train")
-    rl_dir, history = timed("grpo", lambda: run_grpo(args, merged, rl_rows, run / "sft_rl", seed))
-    results["sft_rl"] = timed(
-        "eval sft_rl", lambda: evaluate(args, rl_dir, data["cot"], run / "eval-sft_rl", "sft_rl")
-    )
+    merged = timed("sft", lambda: run_sft(args, base, data, sft_dir, seed))
+    results["sft"] = timed("eval sft", lambda: evaluate(args, merged, data["cot"], sft_dir / "eval", "sft"))
+    sampling = timed("rejection sampling", lambda: run_sampling(args, merged, data, rl_dir, seed))
+    rl_rows = load_schema_dataset(str(rl_dir / "rl"), split="train")
+    final, history = timed("grpo", lambda: run_grpo(args, merged, rl_rows, grpo_dir / "sft_rl", seed))
+    results["sft_rl"] = timed("eval sft_rl", lambda: evaluate(args, final, data["cot"], grpo_dir / "eval", "sft_rl"))
     out = {"results": results, "reward_curve": _curve(history), "timings": timings, "rl_rows": len(rl_rows),
            "sampling": {k: sampling.get(k) for k in ("band", "prompts_sampled", "per_task", "rows")}}  # fmt: skip
     if args.ablations and seed == args.ablation_seed:
         pool = load_schema_dataset(str(data["pool"]), split="train")
-        full_dir, full_history = timed("grpo full pool", lambda: run_grpo(args, merged, pool, run / "rl_full", seed))
+        full_dir, full_history = timed(
+            "grpo full pool", lambda: run_grpo(args, merged, pool, grpo_dir / "rl_full", seed)
+        )
         no_fmt_dir, no_fmt_history = timed(
             "grpo without format reward",
-            lambda: run_grpo(args, merged, rl_rows, run / "rl_no_format", seed, format_reward=False),
+            lambda: run_grpo(args, merged, rl_rows, grpo_dir / "rl_no_format", seed, format_reward=False),
         )
         out["ablations"] = {
             "rl_full_pool": {"results": timed("eval full pool", lambda: evaluate(args, full_dir, data["cot"],
-                                                                                run / "eval-rl_full", "rl_full")),
+                                                                                grpo_dir / "eval-rl_full", "rl_full")),
                              "rows": len(pool), "reward_curve": _curve(full_history)},
             "rl_no_format_reward": {"results": timed("eval no format", lambda: evaluate(
-                args, no_fmt_dir, data["cot"], run / "eval-rl_no_format", "rl_no_format")),
+                args, no_fmt_dir, data["cot"], grpo_dir / "eval-rl_no_format", "rl_no_format")),
                 "rows": len(rl_rows), "reward_curve": _curve(no_fmt_history)},
         }  # fmt: skip
     out["wall_time_s"] = round(sum(timings.values()), 1)
-    (run / "seed.json").write_text(json.dumps(out, indent=1, default=str), encoding="utf-8")
+    (grpo_dir / "seed.json").write_text(json.dumps(out, indent=1, default=str), encoding="utf-8")
     return out
 
 
-_RUN_KEYS = ("template", "include_all_wrong", "sft_epochs", "sft_learning_rate", "sft_batch_size", "lora_r", "num_generations",
-             "max_new_tokens", "grpo_steps", "grpo_learning_rate", "grpo_prompts_per_step", "grpo_beta")  # fmt: skip
+_SFT_KEYS = ("template", "sft_epochs", "sft_learning_rate", "sft_batch_size", "lora_r")
+_SAMPLING_KEYS = ("num_generations", "max_new_tokens", "include_all_wrong")
+_GRPO_KEYS = ("grpo_steps", "grpo_learning_rate", "grpo_prompts_per_step", "grpo_beta")
 
 
 def _curve(history: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -49,8 +49,11 @@ def generator_config(max_objects: int, min_images: int = 2, max_images: int = 5,
                                       max_images=max_images, max_objects=max_objects, min_object_frac=0.2)  # fmt: skip
 
 
-def simple_rows(n: int, seed: int, tasks: Any, max_objects: int = 2, split: str = "train") -> list[dict[str, Any]]:
+def simple_rows(
+    n: int, seed: int, tasks: Any, max_objects: int = 2, split: str = "train", max_images: int = 5
+) -> list[dict[str, Any]]:
     """`n` generator rows of `tasks` in the simple style (in memory; the pipeline's sets are built to disk)."""
     from trl_mig.datasets_builders.synthetic import generate_rows
 
-    return generate_rows(split, n, seed=seed, tasks=tasks, config=generator_config(max_objects))
+    config = generator_config(max_objects, max_images=max_images)
+    return generate_rows(split, n, seed=seed, tasks=tasks, config=config)

@@ -1,4 +1,4 @@
-"""Architecture of tiny Qwen-VL models: a dataclass of knobs, two presets, and the transformers configs they give.
+"""Architecture of tiny Qwen-VL models: a dataclass of knobs, three presets, and the transformers configs they give.
 
 The configs are transformers' own (`Qwen2_5_VLConfig`, `Qwen2VLConfig`, `Qwen3VLConfig`; `model_type` `qwen2_5_vl`,
 `qwen2_vl`, `qwen3_vl`),
@@ -27,8 +27,9 @@ class TinyModelConfig:
     """Sizes of a tiny Qwen-VL model (text decoder + vision encoder), shared by both families.
 
     Presets: `TinyModelConfig.preset("tiny")` (about 0.2M parameters with the default tokenizer: fast enough for
-    unit tests through the real trainers) and `TinyModelConfig.preset("small")` (about 4.6M: enough capacity for short
-    learning experiments on CPU).
+    unit tests through the real trainers), `TinyModelConfig.preset("small")` (about 4.6M: enough capacity for short
+    learning experiments on CPU) and `TinyModelConfig.preset("bench")` (about 1.2M: text width 128, the base model of
+    the learning benchmark, `benchmarks/learning/NOTES.md`, and of `trl-mig demo`).
 
     Example:
     ```python
@@ -96,7 +97,7 @@ class TinyModelConfig:
 
     @classmethod
     def preset(cls, name: str) -> TinyModelConfig:
-        """Return the preset called `name` (`"tiny"` or `"small"`)."""
+        """Return the preset called `name` (`"tiny"`, `"small"` or `"bench"`)."""
         if name not in PRESETS:
             raise ValueError(f"unknown tiny model size {name!r}; choose one of {sorted(PRESETS)} or a TinyModelConfig")
         return PRESETS[name]
@@ -113,6 +114,20 @@ PRESETS: dict[str, TinyModelConfig] = {
         vision_hidden_size=128,
         vision_depth=4,
         vision_num_heads=4,
+    ),
+    # the learning benchmark's base (`benchmarks/learning/bench_learning.py`, `tiny_config`): text width 128 trains
+    # about 3x faster per sample than `small` on CPU (`benchmarks/learning/NOTES.md`, "Throughput")
+    "bench": TinyModelConfig(
+        hidden_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=384,
+        vision_hidden_size=64,
+        vision_depth=2,
+        vision_num_heads=2,
+        vision_mlp_ratio=4,
+        rope_theta=1e6,
     ),
 }
 

@@ -10,7 +10,7 @@ HELP = "run the whole method offline on a tiny model and procedural data (report
 
 
 def dataclasses() -> tuple[type, ...]:
-    from ..demo import DemoArguments
+    from ..demo_config import DemoArguments
 
     return (DemoArguments,)
 
