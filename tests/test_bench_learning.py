@@ -103,7 +103,7 @@ def test_pretraining_resumes_after_a_finished_phase_exactly(bench, tmp_path):
 
 @pytest.mark.parametrize(
     "overrides, match",
-    [({"pretrain_steps": "10,10,10"}, "four positive"), ({"seeds": ""}, "no seed"),
+    [({"pretrain_steps": "10,10,10"}, "four step counts"), ({"pretrain_steps": "10,0,10,0"}, "four step counts"), ({"seeds": ""}, "no seed"),
      ({"num_generations": 1}, ">= 2"), ({"max_images": 6}, r"\[2, 5\]")],
 )  # fmt: skip
 def test_bad_settings_are_refused_before_anything_runs(bench, overrides, match):

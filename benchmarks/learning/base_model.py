@@ -14,9 +14,11 @@ The curriculum (measured with `probe.py`, `NOTES.md` "Probe", "The simple world"
 model trained from random weights on scenes with distractors never leaves the constant-box baseline, while one
 object on a flat background is learnt in minutes, but only when the image opens the sequence and the answer is
 short: with the chat template and the JSON answer the same rows had not started after 20k samples. So phase 0
-warms the box read-out up in that plain format, phase 1 moves it to the real template on the same one-object
-world, and phase 2 adds a distractor and reasoning rows (`mig-think-brief-v1`), keeping a share of one-object rows
-so the read-out is not lost.
+warms the box read-out up in that plain format and phase 1 moves it to the real template on the same one-object
+world. Phase 2 teaches the choice between two objects from direct answers only, at half the learning rate (reasoning
+rows mixed in from the start halved the read-out instead). Phase 3, at a quarter of the rate, mixes in multi-image
+direct answers (what a real MLLM has seen) and reasoning rows (`mig-think-brief-v1`), so the base knows the answer
+format the pipeline evaluates without having seen a multi-image chain of thought.
 """
 
 from __future__ import annotations

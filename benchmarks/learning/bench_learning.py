@@ -71,7 +71,7 @@ class LearningArguments:
     rope_theta: float = field(default=1e6, metadata={"help": "text RoPE base (1e6 as released; NOTES.md)"})
     pretrain_steps: str = field(default="1200,400,1600,600", metadata={
         "help": "optimizer steps of phase 0 (one shape, plain format), 1 (one shape, the template), 2 (two-object "
-                "single-image scenes, direct answers) and 3 (multi-image direct rows and reasoning mixed in)"})  # fmt: skip
+                "single-image scenes, direct answers) and 3 (reasoning rows mixed in; 0 skips it)"})  # fmt: skip
     pretrain_batch_size: int = field(default=16, metadata={"help": "pre-training batch size"})
     pretrain_learning_rate: float = field(default=2e-3, metadata={"help": "pre-training peak learning rate"})
     # sft
@@ -81,7 +81,9 @@ class LearningArguments:
     lora_r: int = field(default=32, metadata={"help": "LoRA rank (alpha = 2r)"})
     # rejection sampling
     num_generations: int = field(default=6, metadata={"help": "answers per prompt (sampling and GRPO groups)"})
-    max_new_tokens: int = field(default=384, metadata={"help": "generation budget (sampling, GRPO, evaluation)"})
+    max_new_tokens: int = field(default=448, metadata={
+        "help": "generation budget (sampling, GRPO, evaluation): the longest held-out reasoning is 426 tokens, and "
+                "384 cut 3 %% of them off"})  # fmt: skip
     include_all_wrong: bool = field(default=False, metadata={"help": "keep prompts no sample got right in the RL set "
                                                                     "(the band is 0 < pass rate < 1 without it)"})  # fmt: skip
     # grpo
@@ -96,8 +98,11 @@ class LearningArguments:
     threads: int = field(default=0, metadata={"help": "torch threads (0: torch's default)"})
 
     def __post_init__(self) -> None:
-        if len(self.pretrain_step_list) != 4 or min(self.pretrain_step_list) < 1:
-            raise ValueError(f"--pretrain_steps needs four positive step counts, got {self.pretrain_steps!r}")
+        steps = self.pretrain_step_list
+        if len(steps) != 4 or min(steps[:3]) < 1 or steps[3] < 0:
+            raise ValueError(
+                f"--pretrain_steps needs four step counts, the first three positive, got {self.pretrain_steps!r}"
+            )
         if not self.seed_list:
             raise ValueError("--seeds names no seed")
         if self.num_generations < 2:
@@ -162,36 +167,50 @@ def tiny_config(args: LearningArguments) -> Any:
                            vision_depth=2, vision_num_heads=2, vision_mlp_ratio=4, rope_theta=args.rope_theta)  # fmt: skip
 
 
-def build_base(args: LearningArguments, cache: Path) -> Path:
-    """Pre-train the base model once (`base_model.py`); later runs with the same settings load it from the cache."""
-    import torch
-    from base_model import PretrainPhase, phases_to_json, pretrain
-    from worlds import one_shape_rows, simple_rows
+def base_phases(args: LearningArguments) -> list[Any]:
+    """The base model's curriculum (`base_model.py`): four phases, their row sets, templates and learning rates."""
+    from base_model import PretrainPhase
 
-    from trl_mig.testing import build_tiny_model, build_tiny_processor
-
-    path = cache / f"base-{args.key(*_BASE_KEYS)}"
-    if (path / "config.json").is_file():
-        return path
-    processor = build_tiny_processor(FRAME, min_pixels=64 * 64, max_pixels=128 * 128)
-    model = build_tiny_model(FRAME, tiny_config(args), seed=args.data_seed, processor=processor)
     steps = args.pretrain_step_list
-    n = min(10_000, max(steps) * args.pretrain_batch_size // 2)
-    datasets = {"one_shape": one_shape_rows(n, args.data_seed + 100),
-                "single": simple_rows(n, args.data_seed + 100, "single", args.max_objects),
-                # multi-image direct rows, as a real MLLM has seen: other seeds than every pipeline set
-                "multi": simple_rows(min(n, 3000), args.data_seed + 200, args.task_list, args.max_objects,
-                                     max_images=args.max_images)}  # fmt: skip
     lr, direct, think = args.pretrain_learning_rate, "mig-direct-brief-v1", "mig-think-brief-v1"
-    phases = [
+    return [
         PretrainPhase("warm-up, plain format", steps[0], {"one_shape": 1.0}, {direct: 1.0}, lr, True),
         PretrainPhase("one shape", steps[1], {"one_shape": 1.0}, {direct: 1.0}, lr),
         # NOTES.md "B3": the choice between two objects is learnt from direct answers at half the rate, not with
         # reasoning rows mixed in from the start
         PretrainPhase("two-object scenes", steps[2], {"one_shape": 0.25, "single": 0.75}, {direct: 1.0}, lr / 2),
-        PretrainPhase("multi-image, reasoning", steps[3], {"one_shape": 0.1, "single": 0.4, "multi": 0.5},
-                      {direct: 0.5, think: 0.5}, lr / 4),
+        # the language of the reasoning (describing a scene, then the box), on rows the model can already answer:
+        # multi-image rows here pulled every answer to the marginal box (NOTES.md, 2026-12-08)
+        PretrainPhase("reasoning", steps[3], {"one_shape": 0.15, "single": 0.85}, {direct: 0.5, think: 0.5},
+                      lr * 0.15),
     ]  # fmt: skip
+
+
+def base_path(args: LearningArguments, cache: Path) -> Path:
+    """The base's cache folder, named by the settings *and* the curriculum: a changed phase list never reuses an
+    old base."""
+    from base_model import phases_to_json
+
+    curriculum = json.dumps(phases_to_json(base_phases(args)), sort_keys=True).encode()
+    return cache / f"base-{args.key(*_BASE_KEYS)}-{hashlib.sha256(curriculum).hexdigest()[:6]}"
+
+
+def build_base(args: LearningArguments, cache: Path) -> Path:
+    """Pre-train the base model once (`base_model.py`); later runs with the same settings load it from the cache."""
+    import torch
+    from base_model import phases_to_json, pretrain
+    from worlds import one_shape_rows, simple_rows
+
+    from trl_mig.testing import build_tiny_model, build_tiny_processor
+
+    path, phases, steps = base_path(args, cache), base_phases(args), args.pretrain_step_list
+    if (path / "config.json").is_file():
+        return path
+    processor = build_tiny_processor(FRAME, min_pixels=64 * 64, max_pixels=128 * 128)
+    model = build_tiny_model(FRAME, tiny_config(args), seed=args.data_seed, processor=processor)
+    n = min(10_000, max(steps) * args.pretrain_batch_size // 2)
+    datasets = {"one_shape": one_shape_rows(n, args.data_seed + 100),
+                "single": simple_rows(n, args.data_seed + 100, "single", args.max_objects)}  # fmt: skip
     staging = path.with_name(path.name + ".partial")  # same settings, same folder: an interrupted run resumes
     staging.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -200,7 +219,9 @@ def build_base(args: LearningArguments, cache: Path) -> Path:
     # the per-phase states (`phase-<i>.pt`) stay: they let a later session evaluate what each phase taught
     model.save_pretrained(staging)
     processor.save_pretrained(staging)
-    meta = {"phases": phases_to_json(phases), "seconds": round(time.perf_counter() - started, 1),
+    per_phase = {line["phase"]: line["seconds"] for line in log}  # each phase's last line: its training seconds
+    meta = {"phases": phases_to_json(phases), "seconds": round(sum(per_phase.values()), 1),
+            "phase_seconds": per_phase, "this_run_seconds": round(time.perf_counter() - started, 1),
             "parameters": sum(p.numel() for p in model.parameters()), "final_loss": log[-1]["loss"],
             "torch_threads": torch.get_num_threads()}  # fmt: skip
     (staging / "pretrain.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -222,6 +243,7 @@ def run_seed(args: LearningArguments, base: Path, data: dict[str, Path], cache: 
     rl_dir = sft_dir / f"rl-{args.key(*_SAMPLING_KEYS)}"
     grpo_dir = rl_dir / f"grpo-{args.key(*_GRPO_KEYS)}"
     grpo_dir.mkdir(parents=True, exist_ok=True)
+    scored = f"eval-{args.key(*_EVAL_KEYS)}"  # each checkpoint's greedy evaluation, named by what changes it
     timings: dict[str, float] = {}
 
     def timed(name: str, fn):
@@ -231,13 +253,13 @@ def run_seed(args: LearningArguments, base: Path, data: dict[str, Path], cache: 
         logger.info("seed %d: %s done in %.0f s", seed, name, timings[name])
         return value
 
-    results = {"base": timed("eval base", lambda: evaluate(args, base, data["cot"], run / "eval-base", "base"))}
+    results = {"base": timed("eval base", lambda: evaluate(args, base, data["cot"], run / f"{scored}-base", "base"))}
     merged = timed("sft", lambda: run_sft(args, base, data, sft_dir, seed))
-    results["sft"] = timed("eval sft", lambda: evaluate(args, merged, data["cot"], sft_dir / "eval", "sft"))
+    results["sft"] = timed("eval sft", lambda: evaluate(args, merged, data["cot"], sft_dir / scored, "sft"))
     sampling = timed("rejection sampling", lambda: run_sampling(args, merged, data, rl_dir, seed))
     rl_rows = load_schema_dataset(str(rl_dir / "rl"), split="train")
     final, history = timed("grpo", lambda: run_grpo(args, merged, rl_rows, grpo_dir / "sft_rl", seed))
-    results["sft_rl"] = timed("eval sft_rl", lambda: evaluate(args, final, data["cot"], grpo_dir / "eval", "sft_rl"))
+    results["sft_rl"] = timed("eval sft_rl", lambda: evaluate(args, final, data["cot"], grpo_dir / scored, "sft_rl"))
     out = {"results": results, "reward_curve": _curve(history), "timings": timings, "rl_rows": len(rl_rows),
            "sampling": {k: sampling.get(k) for k in ("band", "prompts_sampled", "per_task", "rows")}}  # fmt: skip
     if args.ablations and seed == args.ablation_seed:
@@ -251,10 +273,10 @@ def run_seed(args: LearningArguments, base: Path, data: dict[str, Path], cache: 
         )
         out["ablations"] = {
             "rl_full_pool": {"results": timed("eval full pool", lambda: evaluate(args, full_dir, data["cot"],
-                                                                                grpo_dir / "eval-rl_full", "rl_full")),
+                                                                                grpo_dir / f"{scored}-rl_full", "rl_full")),
                              "rows": len(pool), "reward_curve": _curve(full_history)},
             "rl_no_format_reward": {"results": timed("eval no format", lambda: evaluate(
-                args, no_fmt_dir, data["cot"], grpo_dir / "eval-rl_no_format", "rl_no_format")),
+                args, no_fmt_dir, data["cot"], grpo_dir / f"{scored}-rl_no_format", "rl_no_format")),
                 "rows": len(rl_rows), "reward_curve": _curve(no_fmt_history)},
         }  # fmt: skip
     out["wall_time_s"] = round(sum(timings.values()), 1)
@@ -262,6 +284,7 @@ def run_seed(args: LearningArguments, base: Path, data: dict[str, Path], cache: 
     return out
 
 
+_EVAL_KEYS = ("template", "max_new_tokens")
 _SFT_KEYS = ("template", "sft_epochs", "sft_learning_rate", "sft_batch_size", "lora_r")
 _SAMPLING_KEYS = ("num_generations", "max_new_tokens", "include_all_wrong")
 _GRPO_KEYS = ("grpo_steps", "grpo_learning_rate", "grpo_prompts_per_step", "grpo_beta")
