@@ -62,6 +62,9 @@ class LearningArguments:
     max_images: int = field(default=5, metadata={"help": "images per question: 2 to this"})
     max_objects: int = field(default=2, metadata={"help": "objects per image (generator, at least 2)"})
     data_seed: int = field(default=0, metadata={"help": "seed of every generated row set"})
+    reasoning: str = field(default="brief", metadata={
+        "help": "the generator's reasoning texts (CoT rows, the base's reasoning rows): `brief` (the target, its "
+                "image, a coarse position) or `full` (every object of every image listed; NOTES.md 2026-12-08)"})  # fmt: skip
     num_test: int = field(default=500, metadata={"help": "held-out questions"})
     num_cot: int = field(default=2000, metadata={"help": "CoT SFT rows"})
     num_pool: int = field(default=400, metadata={"help": "prompts rejection sampling scores"})
@@ -128,9 +131,9 @@ class LearningArguments:
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
 
 
-_DATA_KEYS = ("tasks", "max_images", "max_objects", "data_seed", "num_test", "num_cot", "num_pool")
+_DATA_KEYS = ("tasks", "max_images", "max_objects", "data_seed", "reasoning", "num_test", "num_cot", "num_pool")
 _BASE_KEYS = ("hidden_size", "num_layers", "rope_theta", "pretrain_steps", "pretrain_batch_size",
-              "pretrain_learning_rate", "max_objects", "data_seed")  # fmt: skip
+              "pretrain_learning_rate", "max_objects", "data_seed", "reasoning")  # fmt: skip
 
 
 # -- data ---------------------------------------------------------------------------------------------------------
@@ -143,7 +146,7 @@ def build_data(args: LearningArguments, cache: Path) -> dict[str, Path]:
     root = cache / f"data-{args.key(*_DATA_KEYS)}"
     common = {"tasks": args.task_list, "image_min_side": 112, "image_max_side": 112, "min_images": 2,
               "max_images": args.max_images, "max_objects": args.max_objects, "min_object_frac": 0.2,
-              "style": "simple", "num_workers": 2}  # fmt: skip
+              "style": "simple", "reasoning": args.reasoning, "num_workers": 2}  # fmt: skip
     out = {"cot": root / "cot", "pool": root / "pool"}
     if not (out["cot"] / "README.md").is_file():
         synthetic.build(synthetic.BuildArguments(output_dir=str(out["cot"]), num_train=args.num_cot,
@@ -209,8 +212,8 @@ def build_base(args: LearningArguments, cache: Path) -> Path:
     processor = build_tiny_processor(FRAME, min_pixels=64 * 64, max_pixels=128 * 128)
     model = build_tiny_model(FRAME, tiny_config(args), seed=args.data_seed, processor=processor)
     n = min(10_000, max(steps) * args.pretrain_batch_size // 2)
-    datasets = {"one_shape": one_shape_rows(n, args.data_seed + 100),
-                "single": simple_rows(n, args.data_seed + 100, "single", args.max_objects)}  # fmt: skip
+    datasets = {"one_shape": one_shape_rows(n, args.data_seed + 100, reasoning=args.reasoning),
+                "single": simple_rows(n, args.data_seed + 100, "single", args.max_objects, reasoning=args.reasoning)}  # fmt: skip
     staging = path.with_name(path.name + ".partial")  # same settings, same folder: an interrupted run resumes
     staging.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -13,10 +13,12 @@ from typing import Any
 import numpy as np
 
 
-def one_shape_rows(n: int, seed: int, side: int = 112) -> list[dict[str, Any]]:
-    """`n` rows with one axis-aligned rectangle or ellipse (25-55 % of the side) on a uniform, contrasting background."""
+def one_shape_rows(n: int, seed: int, side: int = 112, reasoning: str = "full") -> list[dict[str, Any]]:
+    """`n` rows with one axis-aligned rectangle or ellipse (25-55 % of the side) on a uniform, contrasting background;
+    `reasoning` as the generator's (`brief`: where the shape is, no box)."""
     from PIL import Image, ImageDraw
 
+    from trl_mig.datasets_builders.synthetic.text import position_phrase
     from trl_mig.schema import format_box_tag
 
     rng, rows = np.random.default_rng(seed), []
@@ -35,25 +37,30 @@ def one_shape_rows(n: int, seed: int, side: int = 112) -> list[dict[str, Any]]:
         rows.append({
             "id": f"shape-{seed}-{i}", "images": [image], "image_sizes": [(side, side)], "task": "single",
             "question": "Where is the shape? Give its bounding box.", "solution": [box], "target_image": [0],
-            "reasoning": f"Image 1 shows one {kind}, so the target is at {format_box_tag(box, 0)}.",
+            "reasoning": f"The {kind} is {position_phrase(box)} of image 1." if reasoning == "brief"
+            else f"Image 1 shows one {kind}, so the target is at {format_box_tag(box, 0)}.",
             "source": "one-shape",
         })  # fmt: skip
     return rows
 
 
-def generator_config(max_objects: int, min_images: int = 2, max_images: int = 5, side: int = 112) -> Any:
+def generator_config(
+    max_objects: int, min_images: int = 2, max_images: int = 5, side: int = 112, reasoning: str = "full"
+) -> Any:
     """The `simple` style at a fixed square image size (16 merged vision tokens per image for the tiny models)."""
     from trl_mig.datasets_builders.synthetic import GeneratorConfig
 
     return GeneratorConfig.from_style("simple", image_min_side=side, image_max_side=side, min_images=min_images,
-                                      max_images=max_images, max_objects=max_objects, min_object_frac=0.2)  # fmt: skip
+                                      max_images=max_images, max_objects=max_objects, min_object_frac=0.2,
+                                      reasoning=reasoning)  # fmt: skip
 
 
 def simple_rows(
-    n: int, seed: int, tasks: Any, max_objects: int = 2, split: str = "train", max_images: int = 5
+    n: int, seed: int, tasks: Any, max_objects: int = 2, split: str = "train", max_images: int = 5,
+    reasoning: str = "full",
 ) -> list[dict[str, Any]]:
     """`n` generator rows of `tasks` in the simple style (in memory; the pipeline's sets are built to disk)."""
     from trl_mig.datasets_builders.synthetic import generate_rows
 
-    config = generator_config(max_objects, max_images=max_images)
+    config = generator_config(max_objects, max_images=max_images, reasoning=reasoning)
     return generate_rows(split, n, seed=seed, tasks=tasks, config=config)

@@ -16,6 +16,10 @@ An easier world for tiny models: `GeneratorConfig.from_style("simple")` (`--styl
 six colours, upright, untextured, on one flat background colour); each knob (`shapes`, `colours`, `rotate`,
 `plain_background`, `texture_prob`) can also be set alone, and the defaults draw exactly the rows they always have.
 
+A short reasoning for tiny models: `reasoning="brief"` (`--reasoning brief`) writes one or two sentences with only the
+target's attributes, its image and a coarse position ("The red square is in image 3, near the top edge."); the images,
+questions and boxes of a seed are the same as with the default `"full"` reasoning.
+
 Layout: `background` and `scene` (pure specifications and their rendering, exact pixel boxes), `text` (words),
 `sampling` (settings and shared draws), `tasks` (one sampler per task, with the target rules), `rows` (seeds and
 schema rows), `build` (the builder: `BuildArguments`, `build`).
@@ -36,7 +40,7 @@ from .rows import (
     sample_task,
     sample_to_row,
 )
-from .sampling import STYLES, GeneratorConfig, TaskSample
+from .sampling import REASONINGS, STYLES, GeneratorConfig, TaskSample
 from .scene import COLOURS, SHAPES, TEXTURES, ObjectSpec, Scene, render_scene
 from .tasks import TASKS, target_rules
 
@@ -46,6 +50,7 @@ __all__ = [
     "DEFAULT_TASK_WEIGHTS",
     "GENERATOR_VERSION",
     "NAME",
+    "REASONINGS",
     "SHAPES",
     "SOURCE",
     "STYLES",

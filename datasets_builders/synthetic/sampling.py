@@ -24,6 +24,8 @@ from .text import canonical_box, matches
 
 
 IDENTITY = ("shape", "colour", "texture")
+#: the reasonings every task writes (`GeneratorConfig.reasoning` picks the one a row carries)
+REASONINGS = ("full", "brief")
 _VALUES = {"shape": SHAPES, "colour": tuple(COLOURS), "texture": TEXTURES, "size": SIZES}
 #: named presets of `GeneratorConfig` fields (`GeneratorConfig.from_style`); "simple" is a world a tiny model learns
 #: to ground in minutes: two upright shapes, six far-apart colours, no textures, one flat background colour
@@ -63,6 +65,11 @@ class GeneratorConfig:
             every object upright (angle 0).
         plain_background (`bool`, *optional*, defaults to `False`): one uniform background colour per image (no
             gradient, pattern or noise), still at least `COLOUR_MARGIN` away from every object colour.
+        reasoning (`str`, *optional*, defaults to `"full"`): the `reasoning` a row carries: `"full"` lists every
+            object of every image with its position, the near misses and the target's box; `"brief"` is one or two
+            sentences with only the facts that decide the answer (the target's attributes, its image, a coarse
+            position; no box, no other object). Both are written from the same draws, so the images, questions and
+            boxes of a seed do not depend on it.
 
     Presets of these fields: `GeneratorConfig.from_style("simple")` (see `STYLES`).
     """
@@ -79,6 +86,7 @@ class GeneratorConfig:
     colours: tuple[str, ...] = tuple(COLOURS)
     rotate: bool = True
     plain_background: bool = False
+    reasoning: str = "full"
 
     @classmethod
     def from_style(cls, style: str = "rich", **overrides) -> GeneratorConfig:
@@ -94,6 +102,8 @@ class GeneratorConfig:
         for name in ("rotate", "plain_background"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.reasoning not in REASONINGS:
+            raise ValueError(f"reasoning must be one of {', '.join(map(repr, REASONINGS))}; got {self.reasoning!r}")
         if not 48 <= self.image_min_side <= self.image_max_side:
             raise ValueError(
                 f"image sides must satisfy 48 <= image_min_side <= image_max_side; got {self.image_min_side} and "
@@ -141,7 +151,8 @@ class TaskSample:
     `boxes[i][k]` is the canonical box of object `k` of image `i`; the answer is
     `boxes[target_image][target_object]`. `reference` is the `(image, object)` whose box the question quotes;
     `info` holds task-specific ground truth: `attributes` the description names (`single`, `group_grounding`),
-    `change` (`diff`: `"added"`, `"changed"` or `"moved"`).
+    `change` (`diff`: `"added"`, `"changed"` or `"moved"`). `reasonings` holds every reasoning the task wrote, by
+    name (`REASONINGS`); `reasoning` is the one the config chose.
     """
 
     task: str
@@ -154,6 +165,7 @@ class TaskSample:
     target_object: int
     reference: tuple[int, int] | None = None
     info: dict = field(default_factory=dict)
+    reasonings: dict[str, str] = field(default_factory=dict)
 
     @property
     def solution(self) -> list[float]:

@@ -1,4 +1,8 @@
-"""The tasks: each draws scenes, renders them, and writes the question and a reasoning from its ground truth.
+"""The tasks: each draws scenes, renders them, and writes the question and two reasonings from its ground truth.
+
+The `full` reasoning lists every object of every image, the near misses and the target's box; the `brief` one keeps
+only what decides the answer (the target's attributes, its image, a coarse position). Both are written from values
+already drawn, after the last draw that shapes the row, so the same seed gives the same row in either mode.
 
 Where each task's target is: `target_rules()` (also written into the dataset card).
 """
@@ -68,6 +72,16 @@ def _pick(rng: np.random.Generator, templates: tuple[str, ...]) -> str:
     return templates[int(rng.integers(len(templates)))]
 
 
+def _texts(cfg: GeneratorConfig, full: str, brief: str) -> tuple[str, dict[str, str]]:
+    """The reasoning `cfg` asks for and both texts (`TaskSample.reasoning`, `TaskSample.reasonings`); draws nothing."""
+    texts = {"full": full, "brief": brief}
+    return texts[cfg.reasoning], texts
+
+
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _notes(scope, target: ObjectSpec, attributes, *, limit: int = 3) -> str:
     """Sentences about near misses: objects that fit the description but for one attribute."""
     notes = []
@@ -104,8 +118,10 @@ def single(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSample:
         f"{with_article(desc.removeprefix('the '))}: it is {position_phrase(target_box)}, so the target is in image 1 "
         f"at {box_tag(target_box, 0)}."
     )
+    brief = f"{_capitalised(desc)} is {position_phrase(target_box)} of image 1."
+    reasoning, texts = _texts(cfg, reasoning, brief)
     info = {"attributes": attributes}
-    return TaskSample("single", [scene], images, boxes, question, reasoning, 0, 0, info=info)
+    return TaskSample("single", [scene], images, boxes, question, reasoning, 0, 0, info=info, reasonings=texts)
 
 
 def common_object(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSample:
@@ -133,11 +149,14 @@ def common_object(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSample:
         ),
     )
     lines = " ".join(f"Image {i + 1}: {listing(s.objects, b)}." for i, (s, b) in enumerate(zip(scenes, boxes)))
+    words, where = attribute_words(common, IDENTITY), position_phrase(target_box)
     reasoning = (
-        f"{lines} The {attribute_words(common, IDENTITY)} is the only object present in all {n} images. "
-        f"In image {target_image + 1} it is {position_phrase(target_box)}, at {box_tag(target_box, target_image)}."
+        f"{lines} The {words} is the only object present in all {n} images. "
+        f"In image {target_image + 1} it is {where}, at {box_tag(target_box, target_image)}."
     )
-    return TaskSample("common_object", scenes, images, boxes, question, reasoning, target_image, 0)
+    brief = f"The {words} is in all {n} images; in image {target_image + 1} it is {where}."
+    reasoning, texts = _texts(cfg, reasoning, brief)
+    return TaskSample("common_object", scenes, images, boxes, question, reasoning, target_image, 0, reasonings=texts)
 
 
 def diff(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSample:
@@ -180,15 +199,20 @@ def diff(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSample:
     where = position_phrase(target_box)
     if change == "added":
         what = f"Image 2 shows the same scene plus {object_phrase(second[target])} {where}."
+        brief = f"Image 2 adds {object_phrase(second[target])} {where}."
     elif change == "changed":
         what = f"In image 2 the {attribute_words(first[target])} {where} has become {object_phrase(second[target])}."
+        brief = what
     else:
         before = position_phrase(boxes[0][target])
         what = f"In image 2 the {attribute_words(first[target])} that was {before} is now {where}."
+        brief = f"In image 2 the {attribute_words(first[target])} has moved and is now {where}."
     reasoning = (
         f"{seen} {what} Everything else is unchanged, so the difference is in image 2 at {box_tag(target_box, 1)}."
     )
-    return TaskSample("diff", scenes, images, boxes, question, reasoning, 1, target, info={"change": change})
+    reasoning, texts = _texts(cfg, reasoning, brief)
+    info = {"change": change}
+    return TaskSample("diff", scenes, images, boxes, question, reasoning, 1, target, info=info, reasonings=texts)
 
 
 def refer_grounding(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSample:
@@ -221,7 +245,9 @@ def refer_grounding(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSampl
         f"Image 2 shows {listing(objects, boxes[1])}. {notes}The {words} in image 2 is {position_phrase(target_box)}, "
         f"at {box_tag(target_box, 1)}."
     )
-    return TaskSample("refer_grounding", scenes, images, boxes, question, reasoning, 1, 0)
+    brief = f"Image 1 shows {with_article(words)}; in image 2 it is {position_phrase(target_box)}."
+    reasoning, texts = _texts(cfg, reasoning, brief)
+    return TaskSample("refer_grounding", scenes, images, boxes, question, reasoning, 1, 0, reasonings=texts)
 
 
 def group_grounding(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSample:
@@ -255,8 +281,12 @@ def group_grounding(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSampl
         f"{with_article(desc.removeprefix('the '))}, {position_phrase(target_box)}, at "
         f"{box_tag(target_box, target_image)}."
     )
+    brief = f"{_capitalised(desc)} is in image {target_image + 1}, {position_phrase(target_box)}."
+    reasoning, texts = _texts(cfg, reasoning, brief)
     info = {"attributes": attributes}
-    return TaskSample("group_grounding", scenes, images, boxes, question, reasoning, target_image, 0, info=info)
+    return TaskSample(
+        "group_grounding", scenes, images, boxes, question, reasoning, target_image, 0, info=info, reasonings=texts
+    )
 
 
 def multi_view(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSample:
@@ -303,7 +333,11 @@ def multi_view(rng: np.random.Generator, cfg: GeneratorConfig) -> TaskSample:
         f"{listing(objects, boxes[target_image])}. The {words} there is {position_phrase(target_box)}, at "
         f"{box_tag(target_box, target_image)}."
     )
-    return TaskSample("multi_view", scenes, images, boxes, question, reasoning, target_image, 0, reference=(0, 0))
+    brief = f"The box in image 1 marks the {words}; in image {target_image + 1} it is {position_phrase(target_box)}."
+    reasoning, texts = _texts(cfg, reasoning, brief)
+    return TaskSample(
+        "multi_view", scenes, images, boxes, question, reasoning, target_image, 0, reference=(0, 0), reasonings=texts
+    )
 
 
 #: task name -> sampler `(rng, config) -> TaskSample`; names follow MIG-Bench's where a task corresponds
