@@ -56,7 +56,12 @@ def generator_config(
 
 
 def simple_rows(
-    n: int, seed: int, tasks: Any, max_objects: int = 2, split: str = "train", max_images: int = 5,
+    n: int,
+    seed: int,
+    tasks: Any,
+    max_objects: int = 2,
+    split: str = "train",
+    max_images: int = 5,
     reasoning: str = "full",
 ) -> list[dict[str, Any]]:
     """`n` generator rows of `tasks` in the simple style (in memory; the pipeline's sets are built to disk)."""
