@@ -117,7 +117,7 @@ def test_demo_defaults_are_the_learning_benchmarks():
         sys.path.remove(str(learning))
     bench, demo = bench_learning.LearningArguments(), DemoArguments()
     for name in ("template", "sft_epochs", "sft_learning_rate", "lora_r", "num_generations", "grpo_learning_rate",
-                 "grpo_prompts_per_step", "grpo_beta", "max_new_tokens"):  # fmt: skip
+                 "grpo_prompts_per_step", "grpo_beta", "max_new_tokens", "reasoning"):  # fmt: skip
         assert getattr(demo, name) == getattr(bench, name), name
     assert demo.tasks == bench.task_list and demo.max_pass_rate == 1.0 and not demo.include_min
     assert PRESETS[demo.model_size] == bench_learning.tiny_config(bench)

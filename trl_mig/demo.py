@@ -150,7 +150,7 @@ def run_demo(args: DemoArguments) -> dict[str, Any]:
 
     # 1. data --------------------------------------------------------------------------------------------------
     def make_data() -> dict[str, int]:
-        common = {"tasks": args.tasks, "max_images": args.max_images, **WORLD}
+        common = {"tasks": args.tasks, "max_images": args.max_images, "reasoning": args.reasoning, **WORLD}
         synthetic.build(synthetic.BuildArguments(
             output_dir=str(data / "cot"), num_train=args.num_cot, num_test=args.num_test, seed=args.seed,
             repo_id="<org>/trl-mig-demo-cot", **common,

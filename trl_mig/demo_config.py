@@ -57,6 +57,11 @@ class DemoArguments:
         default_factory=lambda: ["group_grounding", "refer_grounding", "multi_view", "common_object"],
         metadata={"help": "Synthetic tasks and weights (see `trl-mig build synthetic --help`)."},
     )
+    reasoning: str = field(
+        default="brief",
+        metadata={"help": "The generator's reasoning texts: `brief` (the target, its image, a coarse position; the "
+                          "benchmark's) or `full` (every object of every image listed)."},
+    )
     max_images: int = field(default=3, metadata={"help": "Images per question: 2 to this (the benchmark uses 5)."})
     num_cot: int = field(default=128, metadata={"help": "Cold-start CoT rows (SFT)."})
     num_pool: int = field(default=32, metadata={"help": "Prompts sampled by the rejection sampler."})
@@ -78,10 +83,10 @@ class DemoArguments:
     )
     grpo_beta: float = field(default=0.0, metadata={"help": "GRPO KL coefficient."})
     max_new_tokens: int = field(
-        default=384,
+        default=128,
         metadata={
-            "help": "Longest completion (sampling, GRPO, evaluation): the brief CoT answers of the demo's tasks are "
-            "120-340 tokens long; the benchmark's budget."
+            "help": "Longest completion (sampling, GRPO, evaluation): brief completions are 60-77 tokens (the "
+            "benchmark's budget); use 448 with `--reasoning full`."
         },
     )
     batch_size: int = field(default=8, metadata={"help": "Prompts per generation call and per SFT step."})
@@ -108,6 +113,8 @@ class DemoArguments:
             raise ValueError(f"temperature must be > 0 (the samples of a prompt must differ), got {self.temperature}")
         if not 2 <= self.max_images <= 10:
             raise ValueError(f"max_images must be in [2, 10] (the synthetic generator's range), got {self.max_images}")
+        if self.reasoning not in ("brief", "full"):
+            raise ValueError(f"reasoning must be 'brief' or 'full', got {self.reasoning!r}")
         self.template = get_template(self.template).name  # raises naming the known templates
         if self.base_model is not None and not (Path(self.base_model) / "config.json").is_file():
             raise ValueError(

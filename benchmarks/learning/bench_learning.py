@@ -75,6 +75,9 @@ class LearningArguments:
     pretrain_steps: str = field(default="1200,400,1600,600", metadata={
         "help": "optimizer steps of phase 0 (one shape, plain format), 1 (one shape, the template), 2 (two-object "
                 "single-image scenes, direct answers) and 3 (reasoning rows mixed in; 0 skips it)"})  # fmt: skip
+    pretrain_multi_share: float = field(default=0.0, metadata={
+        "help": "share of phase 3 rows that are multi-image rows of the pipeline's tasks (other seeds than every "
+                "pipeline set; half of them with reasoning, like the rest of the phase)"})  # fmt: skip
     pretrain_batch_size: int = field(default=16, metadata={"help": "pre-training batch size"})
     pretrain_learning_rate: float = field(default=2e-3, metadata={"help": "pre-training peak learning rate"})
     # sft
@@ -84,9 +87,9 @@ class LearningArguments:
     lora_r: int = field(default=32, metadata={"help": "LoRA rank (alpha = 2r)"})
     # rejection sampling
     num_generations: int = field(default=6, metadata={"help": "answers per prompt (sampling and GRPO groups)"})
-    max_new_tokens: int = field(default=448, metadata={
-        "help": "generation budget (sampling, GRPO, evaluation): the longest held-out reasoning is 426 tokens, and "
-                "384 cut 3 %% of them off"})  # fmt: skip
+    max_new_tokens: int = field(default=128, metadata={
+        "help": "generation budget (sampling, GRPO, evaluation): brief completions are 60-77 tokens; with "
+                "--reasoning full use 448 (the longest held-out one is 426 tokens)"})  # fmt: skip
     include_all_wrong: bool = field(default=False, metadata={"help": "keep prompts no sample got right in the RL set "
                                                                     "(the band is 0 < pass rate < 1 without it)"})  # fmt: skip
     # grpo
@@ -102,6 +105,8 @@ class LearningArguments:
 
     def __post_init__(self) -> None:
         steps = self.pretrain_step_list
+        if not 0.0 <= self.pretrain_multi_share <= 0.85:
+            raise ValueError(f"--pretrain_multi_share must be in [0, 0.85], got {self.pretrain_multi_share}")
         if len(steps) != 4 or min(steps[:3]) < 1 or steps[3] < 0:
             raise ValueError(
                 f"--pretrain_steps needs four step counts, the first three positive, got {self.pretrain_steps!r}"
@@ -132,7 +137,7 @@ class LearningArguments:
 
 
 _DATA_KEYS = ("tasks", "max_images", "max_objects", "data_seed", "reasoning", "num_test", "num_cot", "num_pool")
-_BASE_KEYS = ("hidden_size", "num_layers", "rope_theta", "pretrain_steps", "pretrain_batch_size",
+_BASE_KEYS = ("hidden_size", "num_layers", "rope_theta", "pretrain_steps", "pretrain_multi_share", "pretrain_batch_size",
               "pretrain_learning_rate", "max_objects", "data_seed", "reasoning")  # fmt: skip
 
 
@@ -163,11 +168,13 @@ def build_data(args: LearningArguments, cache: Path) -> dict[str, Path]:
 
 
 def tiny_config(args: LearningArguments) -> Any:
+    """The `bench` preset of `trl_mig.models.tiny` (the demo's model too), at `--hidden_size` and `--num_layers`."""
+    from dataclasses import replace
+
     from trl_mig.models.tiny import TinyModelConfig
 
-    return TinyModelConfig(hidden_size=args.hidden_size, num_hidden_layers=args.num_layers, num_attention_heads=4,
-                           num_key_value_heads=2, intermediate_size=3 * args.hidden_size, vision_hidden_size=64,
-                           vision_depth=2, vision_num_heads=2, vision_mlp_ratio=4, rope_theta=args.rope_theta)  # fmt: skip
+    return replace(TinyModelConfig.preset("bench"), hidden_size=args.hidden_size, num_hidden_layers=args.num_layers,
+                   intermediate_size=3 * args.hidden_size, rope_theta=args.rope_theta)  # fmt: skip
 
 
 def base_phases(args: LearningArguments) -> list[Any]:
@@ -184,9 +191,14 @@ def base_phases(args: LearningArguments) -> list[Any]:
         PretrainPhase("two-object scenes", steps[2], {"one_shape": 0.25, "single": 0.75}, {direct: 1.0}, lr / 2),
         # the language of the reasoning (describing a scene, then the box), on rows the model can already answer:
         # multi-image rows here pulled every answer to the marginal box (NOTES.md, 2026-12-08)
-        PretrainPhase("reasoning", steps[3], {"one_shape": 0.15, "single": 0.85}, {direct: 0.5, think: 0.5},
+        PretrainPhase("reasoning", steps[3], _phase3_mix(args.pretrain_multi_share), {direct: 0.5, think: 0.5},
                       lr * 0.15),
     ]  # fmt: skip
+
+
+def _phase3_mix(multi: float) -> dict[str, float]:
+    mix = {"one_shape": 0.15, "single": 0.85 - multi}
+    return {**mix, "multi": multi} if multi > 0 else mix
 
 
 def base_path(args: LearningArguments, cache: Path) -> Path:
@@ -214,6 +226,9 @@ def build_base(args: LearningArguments, cache: Path) -> Path:
     n = min(10_000, max(steps) * args.pretrain_batch_size // 2)
     datasets = {"one_shape": one_shape_rows(n, args.data_seed + 100, reasoning=args.reasoning),
                 "single": simple_rows(n, args.data_seed + 100, "single", args.max_objects, reasoning=args.reasoning)}  # fmt: skip
+    if args.pretrain_multi_share > 0:
+        datasets["multi"] = simple_rows(min(n, 3000), args.data_seed + 200, args.task_list, args.max_objects,
+                                        max_images=args.max_images, reasoning=args.reasoning)  # fmt: skip
     staging = path.with_name(path.name + ".partial")  # same settings, same folder: an interrupted run resumes
     staging.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
