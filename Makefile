@@ -44,7 +44,8 @@ bench-scaling: install
 		--output benchmarks/results_scaling.json
 
 # base -> SFT -> rejection sampling -> GRPO on held-out multi-image questions, 3 seeds + ablations (issue 10):
-# about 30 minutes per seed here; the data and the pre-trained base are cached under .cache/bench-learning
+# the base is pre-trained once (about 30 minutes here), then about 9 minutes per seed and 7 for the ablations; data,
+# base and every stage are cached under .cache/bench-learning, each by the settings that determine it
 bench-learning: install
 	$(PY) benchmarks/learning/bench_learning.py --output_dir benchmarks/results
 

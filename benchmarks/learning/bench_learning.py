@@ -3,10 +3,12 @@
 The paper's claim (arXiv 2507.00748): CoT cold start + LoRA SFT, then rejection-sampled rule-based RL, improves
 multi-image grounding over the base model and over the SFT model. This benchmark re-runs that claim on a laptop:
 
-1. **base** (cached, once): a tiny Qwen3-VL (about 1.3M parameters) pre-trained on single-image grounding
-   (`base_model.py`), standing in for a pretrained MLLM that "already grounds a little".
+1. **base** (cached, once): a tiny Qwen3-VL (about 1.3M parameters) pre-trained on single-image grounding, then
+   on reasoning rows and some multi-image direct rows (`base_model.py`, `base_phases`), standing in for a pretrained
+   MLLM that "already grounds a little".
 2. **sft**: LoRA SFT with `MIGSFTTrainer` on multi-image chain-of-thought rows of the synthetic generator (`simple`
-   style, 2-5 images), merged into the base (`merge_at_end`).
+   style, 2-5 images, `--reasoning brief`: a tiny model cannot write the full one, NOTES.md), merged into the base
+   (`merge_at_end`).
 3. **rejection sampling** with `RejectionSampler`: several answers per prompt of a separate pool; the prompts whose
    pass rate is strictly between 0 and 1 form the RL set.
 4. **sft_rl**: GRPO with `MIGGRPOTrainer` (format reward + IoU reward) on that set.
@@ -18,7 +20,7 @@ what the rejection sampling and the format reward buy: RL on the whole pool, and
 
 Writes `benchmarks/results/learning.json` (the layout of issue 10) and `learning.md` (table + reward curves).
 
-    .venv/bin/python benchmarks/learning/bench_learning.py                 # everything: about 30 min per seed
+    .venv/bin/python benchmarks/learning/bench_learning.py                 # everything: base 30 min, 9 min per seed
     .venv/bin/python benchmarks/learning/bench_learning.py --seeds 0 --ablations false   # one seed
 """
 
@@ -72,10 +74,10 @@ class LearningArguments:
     hidden_size: int = field(default=128, metadata={"help": "tiny Qwen3-VL text width"})
     num_layers: int = field(default=4, metadata={"help": "tiny Qwen3-VL text layers"})
     rope_theta: float = field(default=1e6, metadata={"help": "text RoPE base (1e6 as released; NOTES.md)"})
-    pretrain_steps: str = field(default="1200,400,1600,600", metadata={
+    pretrain_steps: str = field(default="1200,400,1600,800", metadata={
         "help": "optimizer steps of phase 0 (one shape, plain format), 1 (one shape, the template), 2 (two-object "
                 "single-image scenes, direct answers) and 3 (reasoning rows mixed in; 0 skips it)"})  # fmt: skip
-    pretrain_multi_share: float = field(default=0.0, metadata={
+    pretrain_multi_share: float = field(default=0.3, metadata={
         "help": "share of phase 3 rows that are multi-image rows of the pipeline's tasks (other seeds than every "
                 "pipeline set; half of them with reasoning, like the rest of the phase)"})  # fmt: skip
     pretrain_batch_size: int = field(default=16, metadata={"help": "pre-training batch size"})
@@ -95,16 +97,21 @@ class LearningArguments:
     # grpo
     grpo_steps: int = field(default=100, metadata={"help": "GRPO optimizer steps"})
     grpo_learning_rate: float = field(
-        default=5e-5,
+        default=1e-4,
         metadata={"help": "GRPO learning rate (full fine-tune; 5e-4 broke the format in 10 steps, NOTES.md)"},
     )
     grpo_prompts_per_step: int = field(default=2, metadata={"help": "prompts per GRPO step (x num_generations)"})
+    accuracy_reward: str = field(default="iou", metadata={
+        "help": "GRPO's accuracy reward, beside the format reward: `iou` (continuous IoU in the right image) or "
+                "`iou_threshold_reward` (1 when IoU >= 0.5 in the right image: what acc@0.5 counts)"})  # fmt: skip
     grpo_beta: float = field(default=0.0, metadata={"help": "KL coefficient (TRL 1.16 default 0)"})
     eval_batch_size: int = field(default=32, metadata={"help": "greedy evaluation batch size"})
     threads: int = field(default=0, metadata={"help": "torch threads (0: torch's default)"})
 
     def __post_init__(self) -> None:
         steps = self.pretrain_step_list
+        if self.accuracy_reward not in ("iou", "iou_threshold_reward"):
+            raise ValueError(f"--accuracy_reward must be iou or iou_threshold_reward, got {self.accuracy_reward!r}")
         if not 0.0 <= self.pretrain_multi_share <= 0.85:
             raise ValueError(f"--pretrain_multi_share must be in [0, 0.85], got {self.pretrain_multi_share}")
         if len(steps) != 4 or min(steps[:3]) < 1 or steps[3] < 0:
@@ -263,38 +270,54 @@ def run_seed(args: LearningArguments, base: Path, data: dict[str, Path], cache: 
     grpo_dir.mkdir(parents=True, exist_ok=True)
     scored = f"eval-{args.key(*_EVAL_KEYS)}"  # each checkpoint's greedy evaluation, named by what changes it
     timings: dict[str, float] = {}
+    # the seconds each stage took when it ran, by stage and folder, so that a report from cached stages still says
+    # what they cost (a cached stage takes 0 s now)
+    ledger_file = run / "seconds.json"
+    ledger = json.loads(ledger_file.read_text(encoding="utf-8")) if ledger_file.is_file() else {}
 
-    def timed(name: str, fn):
+    def timed(name: str, fn, where: Path):
+        key = f"{name} @ {where.relative_to(run)}"
         started = time.perf_counter()
         value = fn()
-        timings[name] = round(time.perf_counter() - started, 1)
+        if key not in ledger:
+            ledger[key] = round(time.perf_counter() - started, 1)
+            ledger_file.write_text(json.dumps(ledger, indent=1, sort_keys=True), encoding="utf-8")
+        timings[name] = ledger[key]
         logger.info("seed %d: %s done in %.0f s", seed, name, timings[name])
         return value
 
-    results = {"base": timed("eval base", lambda: evaluate(args, base, data["cot"], run / f"{scored}-base", "base"))}
-    merged = timed("sft", lambda: run_sft(args, base, data, sft_dir, seed))
-    results["sft"] = timed("eval sft", lambda: evaluate(args, merged, data["cot"], sft_dir / scored, "sft"))
-    sampling = timed("rejection sampling", lambda: run_sampling(args, merged, data, rl_dir, seed))
+    results = {"base": timed("eval base", lambda: evaluate(args, base, data["cot"], run / f"{scored}-base", "base"),
+                             run / f"{scored}-base")}  # fmt: skip
+    merged = timed("sft", lambda: run_sft(args, base, data, sft_dir, seed), sft_dir)
+    results["sft"] = timed("eval sft", lambda: evaluate(args, merged, data["cot"], sft_dir / scored, "sft"),
+                           sft_dir / scored)  # fmt: skip
+    sampling = timed("rejection sampling", lambda: run_sampling(args, merged, data, rl_dir, seed), rl_dir)
     rl_rows = load_schema_dataset(str(rl_dir / "rl"), split="train")
-    final, history = timed("grpo", lambda: run_grpo(args, merged, rl_rows, grpo_dir / "sft_rl", seed))
-    results["sft_rl"] = timed("eval sft_rl", lambda: evaluate(args, final, data["cot"], grpo_dir / scored, "sft_rl"))
+    final, history = timed("grpo", lambda: run_grpo(args, merged, rl_rows, grpo_dir / "sft_rl", seed),
+                           grpo_dir / "sft_rl")  # fmt: skip
+    results["sft_rl"] = timed("eval sft_rl", lambda: evaluate(args, final, data["cot"], grpo_dir / scored, "sft_rl"),
+                              grpo_dir / scored)  # fmt: skip
     out = {"results": results, "reward_curve": _curve(history), "timings": timings, "rl_rows": len(rl_rows),
            "sampling": {k: sampling.get(k) for k in ("band", "prompts_sampled", "per_task", "rows")}}  # fmt: skip
     if args.ablations and seed == args.ablation_seed:
         pool = load_schema_dataset(str(data["pool"]), split="train")
-        full_dir, full_history = timed(
-            "grpo full pool", lambda: run_grpo(args, merged, pool, grpo_dir / "rl_full", seed)
-        )
+        full, no_fmt = grpo_dir / "rl_full", grpo_dir / "rl_no_format"
+        full_dir, full_history = timed("grpo full pool", lambda: run_grpo(args, merged, pool, full, seed), full)
         no_fmt_dir, no_fmt_history = timed(
             "grpo without format reward",
-            lambda: run_grpo(args, merged, rl_rows, grpo_dir / "rl_no_format", seed, format_reward=False),
+            lambda: run_grpo(args, merged, rl_rows, no_fmt, seed, with_format=False),
+            no_fmt,
         )
+        full_eval, no_fmt_eval = grpo_dir / f"{scored}-rl_full", grpo_dir / f"{scored}-rl_no_format"
         out["ablations"] = {
-            "rl_full_pool": {"results": timed("eval full pool", lambda: evaluate(args, full_dir, data["cot"],
-                                                                                grpo_dir / f"{scored}-rl_full", "rl_full")),
-                             "rows": len(pool), "reward_curve": _curve(full_history)},
-            "rl_no_format_reward": {"results": timed("eval no format", lambda: evaluate(
-                args, no_fmt_dir, data["cot"], grpo_dir / f"{scored}-rl_no_format", "rl_no_format")),
+            "rl_full_pool": {
+                "results": timed("eval full pool",
+                                 lambda: evaluate(args, full_dir, data["cot"], full_eval, "rl_full"), full_eval),
+                "rows": len(pool), "reward_curve": _curve(full_history)},
+            "rl_no_format_reward": {
+                "results": timed("eval no format",
+                                 lambda: evaluate(args, no_fmt_dir, data["cot"], no_fmt_eval, "rl_no_format"),
+                                 no_fmt_eval),
                 "rows": len(rl_rows), "reward_curve": _curve(no_fmt_history)},
         }  # fmt: skip
     out["wall_time_s"] = round(sum(timings.values()), 1)
@@ -305,11 +328,18 @@ def run_seed(args: LearningArguments, base: Path, data: dict[str, Path], cache: 
 _EVAL_KEYS = ("template", "max_new_tokens")
 _SFT_KEYS = ("template", "sft_epochs", "sft_learning_rate", "sft_batch_size", "lora_r")
 _SAMPLING_KEYS = ("num_generations", "max_new_tokens", "include_all_wrong")
-_GRPO_KEYS = ("grpo_steps", "grpo_learning_rate", "grpo_prompts_per_step", "grpo_beta")
+_GRPO_KEYS = ("grpo_steps", "grpo_learning_rate", "grpo_prompts_per_step", "grpo_beta", "accuracy_reward")
 
 
 def _curve(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    keys = ("step", "reward", "reward_std", "rewards/format_reward/mean", "rewards/iou_reward/mean")
+    keys = (
+        "step",
+        "reward",
+        "reward_std",
+        "rewards/format_reward/mean",
+        "rewards/iou_reward/mean",
+        "rewards/iou_threshold_reward/mean",
+    )
     return [{k: e[k] for k in keys if k in e} for e in history if "reward" in e]
 
 
@@ -330,8 +360,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     base = build_base(args, cache)
     base_check = check_base(args, base)
     seeds = {seed: run_seed(args, base, data, cache, seed) for seed in args.seed_list}
+    # what every stage cost when it ran (cached stages take 0 s now): the base once, then each seed's stages
+    base_seconds = json.loads((base / "pretrain.json").read_text(encoding="utf-8"))["seconds"]
+    compute = base_seconds + sum(run["wall_time_s"] for run in seeds.values())
     report = write_report(asdict(args), seeds, base, base_check, data["cot"], ROOT / args.output_dir,
-                          wall_time_s=time.perf_counter() - started)  # fmt: skip
+                          wall_time_s=compute)  # fmt: skip
+    logger.info("report written in %.0f s (%.0f s of compute in all, cached stages included)",
+                time.perf_counter() - started, compute)  # fmt: skip
     return report
 
 

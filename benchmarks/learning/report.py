@@ -102,7 +102,11 @@ def write_markdown(report: Mapping[str, Any], path: Path, plot_name: str) -> Non
         "",
         f"Held-out: {report['settings']['num_test']} multi-image questions ({report['settings']['tasks']}; 2 to "
         f"{report['settings']['max_images']} images), greedy, template `{report['settings']['template']}`. "
-        f"Seeds: {report['settings']['seeds']}. Wall time: {report['wall_time_s'] / 60:.1f} min.",
+        f"Seeds: {report['settings']['seeds']}. Compute: {report['wall_time_s'] / 60:.1f} min in all, each stage "
+        f"timed when it ran: the base's pre-training "
+        f"{report['settings']['base_model']['seconds'] / 60:.1f} min (once, cached), per seed "
+        + ", ".join(f"{s}: {t / 60:.1f} min" for s, t in report["per_seed_wall_time_s"].items())
+        + " (the ablation seed includes its two extra GRPO runs).",
         "",
         "| stage | acc@0.5 (mean ± spread) | per seed | mIoU | format rate | wrong image |",
         "|---|---|---|---|---|---|",

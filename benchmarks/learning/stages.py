@@ -113,9 +113,9 @@ def run_sampling(args: LearningArguments, model: Path, data: dict[str, Path], ru
     return summary
 
 
-def run_grpo(args: LearningArguments, model: Path, rows: Any, out: Path, seed: int, format_reward: bool = True):
+def run_grpo(args: LearningArguments, model: Path, rows: Any, out: Path, seed: int, with_format: bool = True):
     """GRPO from `model` on `rows`; returns the final directory and the logged reward curve."""
-    from trl_mig.rewards import iou_reward
+    from trl_mig.rewards import format_reward, iou_reward, iou_threshold_reward
     from trl_mig.trainers import MIGGRPOConfig, MIGGRPOTrainer
 
     curve_file = out / "log_history.json"
@@ -128,8 +128,9 @@ def run_grpo(args: LearningArguments, model: Path, rows: Any, out: Path, seed: i
         max_completion_length=args.max_new_tokens, temperature=1.0, beta=args.grpo_beta,
         log_boxes_steps=max(1, args.grpo_steps // 2), num_boxed_completions=2, **_quiet_args(seed),
     )  # fmt: skip
-    trainer = MIGGRPOTrainer(str(model), reward_funcs=None if format_reward else [iou_reward], args=config,
-                             train_dataset=rows)  # fmt: skip
+    accuracy = iou_threshold_reward if args.accuracy_reward == "iou_threshold_reward" else iou_reward
+    rewards = [format_reward, accuracy] if with_format else [accuracy]
+    trainer = MIGGRPOTrainer(str(model), reward_funcs=rewards, args=config, train_dataset=rows)
     trainer.train()
     trainer.save_model(str(out))
     trainer.processing_class.save_pretrained(str(out))
