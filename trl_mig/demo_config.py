@@ -59,8 +59,10 @@ class DemoArguments:
     )
     reasoning: str = field(
         default="brief",
-        metadata={"help": "The generator's reasoning texts: `brief` (the target, its image, a coarse position; the "
-                          "benchmark's) or `full` (every object of every image listed)."},
+        metadata={
+            "help": "The generator's reasoning texts: `brief` (the target, its image, a coarse position; the "
+            "benchmark's) or `full` (every object of every image listed)."
+        },
     )
     max_images: int = field(default=3, metadata={"help": "Images per question: 2 to this (the benchmark uses 5)."})
     num_cot: int = field(default=128, metadata={"help": "Cold-start CoT rows (SFT)."})
