@@ -23,7 +23,7 @@ the multi-image tasks, the `mig-think-brief-v1` template in every stage, LoRA r3
 prompt at temperature 1, GRPO at 5e-5 without KL. Fewer rows, steps and new tokens than the benchmark: those are the
 knobs the budget sets. All of them are `DemoArguments` defaults.
 
-What to expect: the benchmark first pre-trains its base model on grounding for about 25 minutes (cached once), which
+What to expect: the benchmark first pre-trains its base model on grounding for about 30 minutes (cached once), which
 the demo's budget has no room for. The demo's base starts from random weights and is not pre-trained, so the stages
 run and hand each other what they need, but the model does not learn grounding: its answers stay wrong and metrics
 near 0 are the expected result; when no prompt lands in the pass-rate band, the RL set is re-selected from the same

@@ -29,7 +29,7 @@ class DemoArguments:
     The defaults are the settings of the learning benchmark (`benchmarks/learning/bench_learning.py`, findings in
     `benchmarks/learning/NOTES.md`) scaled to that budget: its model (preset `bench`, Qwen3-VL), tasks, template, LoRA
     and GRPO settings, with fewer rows, steps, images and new tokens. The benchmark first pre-trains a base model
-    (about 25 minutes, cached); the demo's budget has no room for that, so its base is random and not pre-trained
+    (about 30 minutes, cached); the demo's budget has no room for that, so its base is random and not pre-trained
     (unless `base_model` names a checkpoint, such as that cached base) and metrics near 0 are still expected.
     """
 
