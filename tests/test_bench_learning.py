@@ -104,7 +104,7 @@ def test_pretraining_resumes_after_a_finished_phase_exactly(bench, tmp_path):
 @pytest.mark.parametrize(
     "overrides, match",
     [({"pretrain_steps": "10,10,10"}, "four step counts"), ({"pretrain_steps": "10,0,10,0"}, "four step counts"),
-     ({"reasoning": "short"}, "brief or full"), ({"accuracy_reward": "iou@0.7"}, "iou_threshold_reward"),
+     ({"reasoning": "short"}, "full, brief"), ({"accuracy_reward": "iou@0.7"}, "iou_threshold_reward"),
      ({"pretrain_multi_share": 0.9}, r"\[0, 0.85\]"), ({"seeds": ""}, "no seed"), ({"num_generations": 1}, ">= 2"),
      ({"max_images": 6}, r"\[2, 5\]")],
 )  # fmt: skip

@@ -104,6 +104,8 @@ def test_demo_reruns_in_its_own_folder_and_refuses_others(tmp_path, demo):
         DemoArguments(template="no-such-template")
     with pytest.raises(ValueError, match="not a saved checkpoint"):
         DemoArguments(base_model=str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="reasoning must be one of full, brief"):
+        DemoArguments(reasoning="short")
 
 
 def test_demo_defaults_are_the_learning_benchmarks():

@@ -20,7 +20,7 @@ Settings: those the learning benchmark found (`make bench-learning`, `benchmarks
 findings in `benchmarks/learning/NOTES.md`), scaled to the demo's 5-minute budget: the benchmark's tiny Qwen3-VL
 (preset `bench`, text width 128, 64x64 to 128x128 pixels per image), the `simple` synthetic world with 112-px images,
 the multi-image tasks, the `mig-think-brief-v1` template in every stage, LoRA r32 SFT at 1e-3 (cosine), 6 samples per
-prompt at temperature 1, GRPO at 5e-5 without KL. Fewer rows, steps and new tokens than the benchmark: those are the
+prompt at temperature 1, GRPO at 1e-4 without KL. Fewer rows, steps and new tokens than the benchmark: those are the
 knobs the budget sets. All of them are `DemoArguments` defaults.
 
 What to expect: the benchmark first pre-trains its base model on grounding for about 30 minutes (cached once), which

@@ -115,8 +115,10 @@ class DemoArguments:
             raise ValueError(f"temperature must be > 0 (the samples of a prompt must differ), got {self.temperature}")
         if not 2 <= self.max_images <= 10:
             raise ValueError(f"max_images must be in [2, 10] (the synthetic generator's range), got {self.max_images}")
-        if self.reasoning not in ("brief", "full"):
-            raise ValueError(f"reasoning must be 'brief' or 'full', got {self.reasoning!r}")
+        from .datasets_builders.synthetic import REASONINGS
+
+        if self.reasoning not in REASONINGS:
+            raise ValueError(f"reasoning must be one of {', '.join(REASONINGS)}, got {self.reasoning!r}")
         self.template = get_template(self.template).name  # raises naming the known templates
         if self.base_model is not None and not (Path(self.base_model) / "config.json").is_file():
             raise ValueError(

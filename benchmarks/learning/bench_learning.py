@@ -110,8 +110,10 @@ class LearningArguments:
 
     def __post_init__(self) -> None:
         steps = self.pretrain_step_list
-        if self.reasoning not in ("brief", "full"):
-            raise ValueError(f"--reasoning must be brief or full, got {self.reasoning!r}")
+        from trl_mig.datasets_builders.synthetic import REASONINGS
+
+        if self.reasoning not in REASONINGS:
+            raise ValueError(f"--reasoning must be one of {', '.join(REASONINGS)}, got {self.reasoning!r}")
         if self.accuracy_reward not in ("iou", "iou_threshold_reward"):
             raise ValueError(f"--accuracy_reward must be iou or iou_threshold_reward, got {self.accuracy_reward!r}")
         if not 0.0 <= self.pretrain_multi_share <= 0.85:
